@@ -1,0 +1,79 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// mediagate: a media processing and upload gateway for real-time chat.
+//
+// Layering (see Docs/ARCHITECTURE.md):
+//   C<Lib>        one system-library target per C library, found by pkg-config
+//   C<Lib>Shim    fixed-argument C wrappers for what Swift cannot call (variadics, macros)
+//   MediaPipeline file in, Attachment out; knows nothing of HTTP
+//   mediagate     the command-line tool; parses arguments and calls the libraries
+let package = Package(
+    name: "mediagate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "mediagate", targets: ["mediagate"]),
+        .library(name: "MediaPipeline", targets: ["MediaPipeline"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+    ],
+    targets: [
+        // MARK: C libraries
+        .systemLibrary(
+            name: "CMagic",
+            pkgConfig: "libmagic",
+            providers: [.apt(["libmagic-dev"])]
+        ),
+        .systemLibrary(
+            name: "CVips",
+            pkgConfig: "vips",
+            providers: [.apt(["libvips-dev"])]
+        ),
+        // The FFmpeg libraries share their cflags; the modulemap links all four.
+        .systemLibrary(
+            name: "CFFmpeg",
+            pkgConfig: "libavformat",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]
+        ),
+        // The shims name their libraries themselves: a modulemap's `link` lines only reach the
+        // linker through a Swift module that imports it.
+        .target(
+            name: "CVipsShim",
+            dependencies: ["CVips"],
+            linkerSettings: [.linkedLibrary("vips"), .linkedLibrary("gobject-2.0"), .linkedLibrary("glib-2.0")]
+        ),
+        .target(
+            name: "CFFmpegShim",
+            dependencies: ["CFFmpeg"],
+            linkerSettings: [
+                .linkedLibrary("avformat"), .linkedLibrary("avcodec"),
+                .linkedLibrary("avutil"), .linkedLibrary("swscale"),
+            ]
+        ),
+
+        // MARK: Swift libraries
+        .target(
+            name: "MediaPipeline",
+            dependencies: [
+                "CMagic", "CVips", "CVipsShim", "CFFmpeg", "CFFmpegShim",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+
+        // MARK: Executable
+        .executableTarget(
+            name: "mediagate",
+            dependencies: [
+                "MediaPipeline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "MediaPipelineTests", dependencies: ["MediaPipeline"]),
+        .testTarget(name: "MediagateCLITests", dependencies: ["mediagate", "MediaPipeline"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

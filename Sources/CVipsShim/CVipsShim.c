@@ -1,0 +1,289 @@
+#include "CVipsShim.h"
+
+#include <string.h>
+#include <vips/vips.h>
+
+static char *copy_error(void) {
+    char *message = vips_error_buffer_copy();
+    if (message == NULL || message[0] == '\0') {
+        g_free(message);
+        message = g_strdup("libvips failed without a message");
+    }
+    return message;
+}
+
+// libvips reports recoverable trouble (an ignored colour profile, a bad tile) as GLib
+// warnings on stderr; every failure that matters reaches the caller as an error instead.
+static void drop_log_message(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer user) {
+    (void)domain; (void)level; (void)message; (void)user;
+}
+
+int mg_vips_startup(const char *argv0, int concurrency, int cache_max_operations,
+                    size_t cache_max_memory, int cache_max_files) {
+    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO,
+                      drop_log_message, NULL);
+    if (VIPS_INIT(argv0)) {
+        return -1;
+    }
+    // libvips will "load" a CSV, a matrix file or a FITS file as an image if asked; block
+    // every loader it flags untrusted, then allow back only those reached after sniffing.
+    vips_block_untrusted_set(TRUE);
+    vips_operation_block_set("VipsForeignLoadSvgSource", FALSE);
+    vips_operation_block_set("VipsForeignLoadPdfFile", FALSE);
+    vips_operation_block_set("VipsForeignLoadMagickFile", FALSE);
+    vips_concurrency_set(concurrency);
+    vips_cache_set_max(cache_max_operations);
+    vips_cache_set_max_mem(cache_max_memory);
+    vips_cache_set_max_files(cache_max_files);
+    return 0;
+}
+
+void mg_vips_thread_shutdown(void) { vips_thread_shutdown(); }
+
+int64_t mg_vips_now_us(void) { return g_get_monotonic_time(); }
+
+void mg_vips_free(void *pointer) { g_free(pointer); }
+
+void mg_vips_result_free(mg_thumbnail_result *result) {
+    g_free(result->data);
+    g_free(result->preview);
+    result->data = NULL;
+    result->preview = NULL;
+}
+
+static void copy_nickname(const char *class_name, char *nickname, size_t capacity) {
+    nickname[0] = '\0';
+    if (class_name == NULL) return;
+    const char *nick = vips_nickname_find(g_type_from_name(class_name));
+    g_strlcpy(nickname, nick ? nick : class_name, capacity);
+}
+
+void mg_vips_loader_for_buffer(const void *buffer, size_t length, char *nickname, size_t capacity) {
+    copy_nickname(vips_foreign_find_load_buffer(buffer, length), nickname, capacity);
+    vips_error_clear();
+}
+
+int mg_vips_read_header(const char *path, int from_source, mg_vips_header *out, char **error) {
+    memset(out, 0, sizeof(*out));
+    VipsImage *image = NULL;
+    if (from_source) {
+        VipsSource *source = vips_source_new_from_file(path);
+        if (source == NULL) goto fail;
+        copy_nickname(vips_foreign_find_load_source(source), out->loader, sizeof(out->loader));
+        image = vips_image_new_from_source(source, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+        g_object_unref(source);
+    } else {
+        copy_nickname(vips_foreign_find_load(path), out->loader, sizeof(out->loader));
+        if (out->loader[0] == '\0') goto fail;
+        image = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+    }
+    if (image == NULL) goto fail;
+    out->width = vips_image_get_width(image);
+    out->height = vips_image_get_page_height(image);
+    out->pages = vips_image_get_n_pages(image);
+    out->bands = vips_image_get_bands(image);
+    out->has_alpha = vips_image_hasalpha(image);
+    out->orientation = 1;
+    int orientation = 1;
+    if (vips_image_get_typeof(image, VIPS_META_ORIENTATION) &&
+        vips_image_get_int(image, VIPS_META_ORIENTATION, &orientation) == 0 &&
+        orientation >= 1 && orientation <= 8) {
+        out->orientation = orientation;
+    }
+    g_object_unref(image);
+    vips_error_clear();
+    return 0;
+fail:
+    *error = copy_error();
+    return -1;
+}
+
+// MARK: - Deadline
+
+typedef struct deadline_watch {
+    int64_t deadline_us;
+    int fired;
+} deadline_watch;
+
+// Called by libvips from its worker threads while pixels are computed. Setting the kill flag
+// makes the running pipeline stop with an error at its next tile.
+static void on_eval(VipsImage *image, VipsProgress *progress, void *user) {
+    (void)progress;
+    deadline_watch *watch = user;
+    if (watch->deadline_us > 0 && g_get_monotonic_time() > watch->deadline_us) {
+        watch->fired = 1;
+        vips_image_set_kill(image, TRUE);
+    }
+}
+
+// MARK: - Finishing a thumbnail
+
+static VipsImage *flatten_to_srgb8(VipsImage *in) {
+    VipsImage *srgb = NULL, *flat = NULL, *cast = NULL;
+    if (vips_colourspace(in, &srgb, VIPS_INTERPRETATION_sRGB, NULL)) return NULL;
+    if (vips_image_hasalpha(srgb)) {
+        VipsArrayDouble *white = vips_array_double_newv(3, 255.0, 255.0, 255.0);
+        int failed = vips_flatten(srgb, &flat, "background", white, NULL);
+        vips_area_unref(VIPS_AREA(white));
+        g_object_unref(srgb);
+        if (failed) return NULL;
+    } else {
+        flat = srgb;
+    }
+    if (vips_cast_uchar(flat, &cast, NULL)) {
+        g_object_unref(flat);
+        return NULL;
+    }
+    g_object_unref(flat);
+    return cast;
+}
+
+// Computes `thumb` once into memory (under the deadline), then encodes it and derives the
+// preview from the in-memory copy, so pixels are decoded a single time.
+static int finish(VipsImage *thumb, const mg_thumbnail_request *request,
+                  mg_thumbnail_result *out, char **error) {
+    deadline_watch watch = {request->deadline_us, 0};
+    VipsImage *memory = NULL, *encodable = NULL;
+    int status = -1;
+
+    vips_image_set_progress(thumb, TRUE);
+    gulong handler = g_signal_connect(thumb, "eval", G_CALLBACK(on_eval), &watch);
+    memory = vips_image_copy_memory(thumb);
+    g_signal_handler_disconnect(thumb, handler);
+    if (memory == NULL) goto done;
+
+    out->width = vips_image_get_width(memory);
+    out->height = vips_image_get_height(memory);
+
+    if (request->format != MG_FORMAT_NONE) {
+        int failed;
+        void *data = NULL;
+        size_t size = 0;
+        if (request->format == MG_FORMAT_JPEG) {
+            encodable = flatten_to_srgb8(memory);
+            if (encodable == NULL) goto done;
+            failed = vips_jpegsave_buffer(encodable, &data, &size, "Q", request->quality,
+                                          "strip", TRUE, NULL);
+        } else {
+            VipsImage *srgb = NULL;
+            if (vips_colourspace(memory, &srgb, VIPS_INTERPRETATION_sRGB, NULL)) goto done;
+            if (vips_cast_uchar(srgb, &encodable, NULL)) { g_object_unref(srgb); goto done; }
+            g_object_unref(srgb);
+            if (request->format == MG_FORMAT_WEBP) {
+                failed = vips_webpsave_buffer(encodable, &data, &size, "Q", request->quality,
+                                              "strip", TRUE, NULL);
+            } else {
+                failed = vips_pngsave_buffer(encodable, &data, &size, "strip", TRUE,
+                                             "compression", 6, NULL);
+            }
+        }
+        if (failed) goto done;
+        out->data = data;
+        out->size = size;
+    }
+
+    if (request->preview_size > 0) {
+        VipsImage *small = NULL, *flat = NULL;
+        if (vips_thumbnail_image(memory, &small, request->preview_size,
+                                 "height", request->preview_size, "size", VIPS_SIZE_DOWN, NULL)) goto done;
+        flat = flatten_to_srgb8(small);
+        g_object_unref(small);
+        if (flat == NULL) goto done;
+        size_t bytes = 0;
+        void *pixels = vips_image_write_to_memory(flat, &bytes);
+        out->preview_width = vips_image_get_width(flat);
+        out->preview_height = vips_image_get_height(flat);
+        g_object_unref(flat);
+        if (pixels == NULL) goto done;
+        out->preview = pixels;
+        out->preview_bytes = bytes;
+    }
+    status = 0;
+
+done:
+    if (encodable) g_object_unref(encodable);
+    if (memory) g_object_unref(memory);
+    if (status != 0) {
+        out->timed_out = watch.fired;
+        *error = copy_error();
+        mg_vips_result_free(out);
+    }
+    vips_error_clear();
+    return status;
+}
+
+static VipsInteresting crop_for(const mg_thumbnail_request *request) {
+    return request->cover ? VIPS_INTERESTING_CENTRE : VIPS_INTERESTING_NONE;
+}
+
+static VipsFailOn fail_on_for(const mg_thumbnail_request *request) {
+    return request->fail_on_truncated ? VIPS_FAIL_ON_TRUNCATED : VIPS_FAIL_ON_NONE;
+}
+
+int mg_vips_thumbnail_file(const char *path, int from_source, const mg_thumbnail_request *request,
+                           mg_thumbnail_result *out, char **error) {
+    memset(out, 0, sizeof(*out));
+    VipsImage *thumb = NULL;
+    int failed;
+    if (from_source) {
+        VipsSource *source = vips_source_new_from_file(path);
+        if (source == NULL) { *error = copy_error(); return -1; }
+        failed = vips_thumbnail_source(source, &thumb, request->width,
+                                       "height", request->height, "size", VIPS_SIZE_DOWN,
+                                       "crop", crop_for(request), "fail_on", fail_on_for(request), NULL);
+        g_object_unref(source);
+    } else {
+        failed = vips_thumbnail(path, &thumb, request->width,
+                                "height", request->height, "size", VIPS_SIZE_DOWN,
+                                "crop", crop_for(request), "fail_on", fail_on_for(request), NULL);
+    }
+    if (failed) { *error = copy_error(); vips_error_clear(); return -1; }
+    int status = finish(thumb, request, out, error);
+    g_object_unref(thumb);
+    return status;
+}
+
+int mg_vips_thumbnail_buffer(const void *buffer, size_t length, const mg_thumbnail_request *request,
+                             mg_thumbnail_result *out, char **error) {
+    memset(out, 0, sizeof(*out));
+    VipsImage *thumb = NULL;
+    if (vips_thumbnail_buffer((void *)buffer, length, &thumb, request->width,
+                              "height", request->height, "size", VIPS_SIZE_DOWN,
+                              "crop", crop_for(request), "fail_on", fail_on_for(request), NULL)) {
+        *error = copy_error();
+        vips_error_clear();
+        return -1;
+    }
+    int status = finish(thumb, request, out, error);
+    g_object_unref(thumb);
+    return status;
+}
+
+int mg_vips_thumbnail_rgb(const unsigned char *pixels, int width, int height, int clockwise_degrees,
+                          const mg_thumbnail_request *request, mg_thumbnail_result *out, char **error) {
+    memset(out, 0, sizeof(*out));
+    VipsImage *frame = vips_image_new_from_memory_copy(pixels, (size_t)width * height * 3,
+                                                       width, height, 3, VIPS_FORMAT_UCHAR);
+    if (frame == NULL) { *error = copy_error(); return -1; }
+    frame->Type = VIPS_INTERPRETATION_sRGB;
+
+    VipsImage *upright = NULL;
+    int failed = 0;
+    switch (clockwise_degrees) {
+    case 90: failed = vips_rot(frame, &upright, VIPS_ANGLE_D90, NULL); break;
+    case 180: failed = vips_rot(frame, &upright, VIPS_ANGLE_D180, NULL); break;
+    case 270: failed = vips_rot(frame, &upright, VIPS_ANGLE_D270, NULL); break;
+    default: upright = frame; g_object_ref(upright); break;
+    }
+    g_object_unref(frame);
+    if (failed) { *error = copy_error(); vips_error_clear(); return -1; }
+
+    VipsImage *thumb = NULL;
+    failed = vips_thumbnail_image(upright, &thumb, request->width, "height", request->height,
+                                  "size", VIPS_SIZE_DOWN, "crop", crop_for(request), NULL);
+    g_object_unref(upright);
+    if (failed) { *error = copy_error(); vips_error_clear(); return -1; }
+    int status = finish(thumb, request, out, error);
+    g_object_unref(thumb);
+    return status;
+}

@@ -1,0 +1,146 @@
+import Foundation
+internal import CVipsShim
+
+/// Pixels of a tiny upright picture (3-band 8-bit sRGB), the input of the placeholder hash.
+struct PreviewPixels: Sendable {
+    var bytes: [UInt8]
+    var width: Int
+    var height: Int
+}
+
+/// What one decode pass produced: the encoded thumbnail when asked for, and the preview.
+struct RenderedPicture: Sendable {
+    var thumbnail: Thumbnail?
+    var preview: PreviewPixels?
+}
+
+/// An image header read without decoding pixels.
+struct ImageHeader: Sendable {
+    var width: Int
+    var height: Int
+    var pages: Int
+    var orientation: Int
+    var loader: String
+
+    /// EXIF orientations 5...8 turn the picture a quarter turn.
+    var isQuarterTurned: Bool { (5...8).contains(orientation) }
+    var displayedWidth: Int { isQuarterTurned ? height : width }
+    var displayedHeight: Int { isQuarterTurned ? width : height }
+}
+
+/// libvips, wrapped: header reads and one-pass thumbnails. Runs on media worker threads only.
+enum VipsImaging {
+    /// Starts libvips the first time it is needed, once per process.
+    static func start() throws(MediaError) {
+        guard started else { throw MediaError(.unsupported, "libvips failed to start") }
+    }
+
+    // Swift runs a global's initialiser once, thread-safely.
+    private static let started: Bool = {
+        // One libvips thread per pipeline: the worker pool already spreads files over every core.
+        mg_vips_startup("mediagate", 1, 100, 64 << 20, 10) == 0
+    }()
+
+    static func readHeader(path: String, route: VipsRoute) throws(MediaError) -> ImageHeader {
+        try start()
+        var header = mg_vips_header()
+        var error: UnsafeMutablePointer<CChar>?
+        guard mg_vips_read_header(path, route.readsThroughSource ? 1 : 0, &header, &error) == 0 else {
+            throw failure(error, timedOut: false, context: "reading the image header")
+        }
+        let loader = withUnsafeBytes(of: header.loader) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        return ImageHeader(
+            width: Int(header.width), height: Int(header.height), pages: max(1, Int(header.pages)),
+            orientation: Int(header.orientation), loader: loader)
+    }
+
+    /// Thumbnails a file (first page or frame, orientation applied, shrink-on-load).
+    static func render(path: String, route: VipsRoute, request: ThumbnailRequest?, previewSize: Int,
+                       deadline: Deadline) throws(MediaError) -> RenderedPicture {
+        try render(request: request, previewSize: previewSize, deadline: deadline) { spec, result, error in
+            mg_vips_thumbnail_file(path, route.readsThroughSource ? 1 : 0, spec, result, error)
+        }
+    }
+
+    /// Thumbnails an encoded picture held in memory (cover art).
+    static func render(encoded bytes: UnsafeRawBufferPointer, request: ThumbnailRequest?, previewSize: Int,
+                       deadline: Deadline) throws(MediaError) -> RenderedPicture {
+        try render(request: request, previewSize: previewSize, deadline: deadline) { spec, result, error in
+            mg_vips_thumbnail_buffer(bytes.baseAddress, bytes.count, spec, result, error)
+        }
+    }
+
+    /// Thumbnails packed RGB24 pixels (a video frame), turning them clockwise first.
+    static func render(rgb pixels: UnsafePointer<UInt8>, width: Int, height: Int, clockwiseDegrees: Int,
+                       request: ThumbnailRequest?, previewSize: Int, deadline: Deadline) throws(MediaError) -> RenderedPicture {
+        try render(request: request, previewSize: previewSize, deadline: deadline) { spec, result, error in
+            mg_vips_thumbnail_rgb(pixels, Int32(width), Int32(height), Int32(clockwiseDegrees), spec, result, error)
+        }
+    }
+
+    /// The libvips loader that would read `bytes`, e.g. `jpegload_buffer`.
+    static func loader(forEncoded bytes: UnsafeRawBufferPointer) throws(MediaError) -> String {
+        try start()
+        var name = [CChar](repeating: 0, count: 64)
+        mg_vips_loader_for_buffer(bytes.baseAddress, bytes.count, &name, name.count)
+        return String(decoding: name.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private static func render(
+        request: ThumbnailRequest?, previewSize: Int, deadline: Deadline,
+        _ call: (UnsafePointer<mg_thumbnail_request>, UnsafeMutablePointer<mg_thumbnail_result>,
+                 UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32
+    ) throws(MediaError) -> RenderedPicture {
+        try start()
+        var spec = mg_thumbnail_request()
+        // A preview alone still needs a small picture to derive it from.
+        spec.width = Int32(request?.width ?? 256)
+        spec.height = Int32(request?.height ?? 256)
+        spec.cover = request?.fit == .cover ? 1 : 0
+        spec.format = Int32(request.map { formatCode($0.format) } ?? Int(MG_FORMAT_NONE.rawValue))
+        spec.quality = Int32(request?.quality ?? 80)
+        spec.preview_size = Int32(previewSize)
+        spec.fail_on_truncated = 1
+        spec.deadline_us = deadline.onClock(now: mg_vips_now_us())
+
+        var result = mg_thumbnail_result()
+        var error: UnsafeMutablePointer<CChar>?
+        guard call(&spec, &result, &error) == 0 else {
+            throw failure(error, timedOut: result.timed_out != 0 || deadline.hasPassed, context: "decoding")
+        }
+        defer { mg_vips_result_free(&result) }
+
+        var rendered = RenderedPicture()
+        if let request, let data = result.data {
+            rendered.thumbnail = Thumbnail(
+                data: Data(bytes: data, count: result.size), width: Int(result.width),
+                height: Int(result.height), format: request.format)
+        }
+        if let preview = result.preview {
+            rendered.preview = PreviewPixels(
+                bytes: Array(UnsafeBufferPointer(start: preview, count: result.preview_bytes)),
+                width: Int(result.preview_width), height: Int(result.preview_height))
+        }
+        return rendered
+    }
+
+    private static func formatCode(_ format: ThumbnailRequest.Format) -> Int {
+        switch format {
+        case .jpeg: Int(MG_FORMAT_JPEG.rawValue)
+        case .webp: Int(MG_FORMAT_WEBP.rawValue)
+        case .png: Int(MG_FORMAT_PNG.rawValue)
+        }
+    }
+
+    private static func failure(_ error: UnsafeMutablePointer<CChar>?, timedOut: Bool, context: String) -> MediaError {
+        let message = error.map { String(cString: $0).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "no message"
+        mg_vips_free(error)
+        if timedOut {
+            return MediaError(.timedOut, "libvips stopped after the time limit while \(context)")
+        }
+        if message.contains("operation is blocked") || message.contains("is not a known file format") {
+            return MediaError(.unsupported, "libvips: \(message)")
+        }
+        return MediaError(.corrupt, "libvips, \(context): \(message)")
+    }
+}

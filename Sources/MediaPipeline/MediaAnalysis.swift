@@ -1,0 +1,165 @@
+import Foundation
+
+/// One file's trip through the pipeline, on a worker thread: sniff, hash, route, decode.
+struct MediaAnalysis {
+    let worker: MediaWorker
+    let limits: MediaLimits
+
+    func probe(path: String, filename: String, thumbnail request: ThumbnailRequest?) throws(MediaError) -> MediaReport {
+        let size = try regularFileSize(path)
+        let name = FileName.sanitized(filename)
+        guard size > 0 else {
+            return MediaReport(
+                attachment: Attachment(type: .file, filename: name, size: 0, mimeType: "application/x-empty",
+                                       sha256: FileDigest.emptySHA256),
+                error: MediaError(.empty, "the file is empty"))
+        }
+        let sha256 = try FileDigest.sha256Hex(ofFileAt: path)
+        let mimeType = try sniff(path, size: size)
+        let route = MediaRoute.forMimeType(mimeType)
+        var attachment = Attachment(type: route.kind, filename: name, size: size, mimeType: mimeType, sha256: sha256)
+        if let claimed = ClaimedType.mimeType(forFileName: name),
+           MediaRoute.forMimeType(claimed).kind != route.kind {
+            attachment.claimedMimeType = claimed
+        }
+
+        var report = MediaReport(attachment: attachment)
+        let deadline = Deadline(after: limits.timeLimit)
+        do {
+            switch route.decoder {
+            case .none:
+                break
+            case .vips(let vipsRoute):
+                try describeImage(path: path, route: vipsRoute, request: request, deadline: deadline, into: &report)
+            case .ffmpeg(let demuxer):
+                try describeAudioVideo(path: path, demuxer: demuxer, request: request, deadline: deadline, into: &report)
+            }
+        } catch {
+            report.error = error
+        }
+        if report.error == nil, request != nil, report.thumbnail == nil, case .none = route.decoder {
+            report.error = MediaError(.noThumbnail, "\(mimeType) has no picture to make a thumbnail from")
+        }
+        return report
+    }
+
+    func thumbnail(path: String, request: ThumbnailRequest) throws(MediaError) -> Thumbnail {
+        let size = try regularFileSize(path)
+        guard size > 0 else { throw MediaError(.empty, "the file is empty") }
+        let mimeType = try sniff(path, size: size)
+        let deadline = Deadline(after: limits.timeLimit)
+        var report = MediaReport(attachment: Attachment(type: .file, filename: "", size: size, mimeType: mimeType))
+        switch MediaRoute.forMimeType(mimeType).decoder {
+        case .none:
+            throw MediaError(.noThumbnail, "\(mimeType) has no picture to make a thumbnail from")
+        case .vips(let route):
+            try describeImage(path: path, route: route, request: request, deadline: deadline, into: &report)
+        case .ffmpeg(let demuxer):
+            try describeAudioVideo(path: path, demuxer: demuxer, request: request, deadline: deadline, into: &report)
+        }
+        if let error = report.error { throw error }
+        guard let thumbnail = report.thumbnail else { throw MediaError(.noThumbnail, "no picture was found") }
+        return thumbnail
+    }
+
+    // MARK: - Steps
+
+    private func regularFileSize(_ path: String) throws(MediaError) -> Int {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw MediaError(.io, "cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw MediaError(.io, "\(path) is not a regular file")
+        }
+        return Int(info.st_size)
+    }
+
+    /// The MIME type from the bytes: libmagic, then a look inside ZIP containers for office
+    /// documents that libmagic 5.44 misses.
+    private func sniff(_ path: String, size: Int) throws(MediaError) -> String {
+        let magicType = try worker.magic().mimeType(ofFileAt: path)
+        if ZipDocumentSniffer.ambiguousTypes.contains(magicType),
+           let office = ZipDocumentSniffer.documentType(ofFileAt: path, size: size) {
+            return office
+        }
+        return magicType
+    }
+
+    private func describeImage(path: String, route: VipsRoute, request: ThumbnailRequest?, deadline: Deadline,
+                               into report: inout MediaReport) throws(MediaError) {
+        let header = try VipsImaging.readHeader(path: path, route: route)
+        guard route.loaders.contains(header.loader) else {
+            throw MediaError(.unsupported, "the bytes sniffed as \(report.attachment.mimeType ?? "?") but libvips would read them with \(header.loader.isEmpty ? "no loader" : header.loader)")
+        }
+        // Checked from the header, before a single pixel is decoded.
+        let pixels = header.width.multipliedReportingOverflow(by: header.height)
+        guard !pixels.overflow, pixels.partialValue <= limits.maxPixels else {
+            throw MediaError(.tooLarge, "\(header.width)×\(header.height) exceeds the \(limits.maxPixels)-pixel limit")
+        }
+        guard header.pages <= limits.maxFrames else {
+            throw MediaError(.tooLarge, "\(header.pages) frames exceed the \(limits.maxFrames)-frame limit")
+        }
+        report.attachment.width = header.displayedWidth
+        report.attachment.height = header.displayedHeight
+        if route.isPaged { report.attachment.pageCount = header.pages }
+        if route.isAnimatable {
+            report.attachment.animated = header.pages > 1
+            report.attachment.frameCount = header.pages
+        }
+        let rendered = try VipsImaging.render(path: path, route: route, request: request,
+                                              previewSize: MediaPipeline.previewSize, deadline: deadline)
+        apply(rendered, to: &report)
+    }
+
+    private func describeAudioVideo(path: String, demuxer: String, request: ThumbnailRequest?, deadline: Deadline,
+                                    into report: inout MediaReport) throws(MediaError) {
+        let facts = try AVAnalysis.analyze(
+            path: path, demuxer: demuxer, limits: limits, wantPicture: true, request: request,
+            previewSize: MediaPipeline.previewSize, deadline: deadline, magic: worker.magic())
+        var attachment = report.attachment
+        attachment.type = facts.kind
+        attachment.duration = facts.duration
+        attachment.width = facts.width
+        attachment.height = facts.height
+        attachment.codec = facts.codec
+        attachment.audioCodec = facts.audioCodec
+        attachment.hasAudio = facts.kind == .video ? facts.hasAudio : nil
+        if let mimeType = attachment.mimeType {
+            attachment.mimeType = Self.mimeType(mimeType, refinedFor: facts.kind)
+        }
+        report.attachment = attachment
+        if let rendered = facts.rendered { apply(rendered, to: &report) }
+        // A missing cover is only an error when a thumbnail was asked for.
+        if let error = facts.renderError, request != nil || error.code != .noThumbnail {
+            report.error = error
+        }
+    }
+
+    private func apply(_ rendered: RenderedPicture, to report: inout MediaReport) {
+        report.thumbnail = rendered.thumbnail
+        if let preview = rendered.preview {
+            let landscape = preview.width >= preview.height
+            report.attachment.blurhash = BlurHash.encode(
+                pixels: preview.bytes, width: preview.width, height: preview.height,
+                componentsX: landscape ? 4 : 3, componentsY: landscape ? 3 : 4)
+        }
+    }
+
+    /// libmagic names containers, not contents: an audio-only MP4 is `video/mp4` to it.
+    static func mimeType(_ sniffed: String, refinedFor kind: Attachment.Kind) -> String {
+        switch (sniffed, kind) {
+        case ("video/mp4", .audio), ("video/quicktime", .audio), ("video/3gpp", .audio): "audio/mp4"
+        case ("video/webm", .audio): "audio/webm"
+        case ("video/x-matroska", .audio): "audio/x-matroska"
+        case ("video/ogg", .audio): "audio/ogg"
+        case ("audio/ogg", .video): "video/ogg"
+        case ("audio/x-m4a", .audio): "audio/mp4"
+        default: sniffed
+        }
+    }
+}
+
+extension FileDigest {
+    static let emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+}

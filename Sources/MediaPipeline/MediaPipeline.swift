@@ -1,0 +1,57 @@
+import Foundation
+
+/// File in, ``Attachment`` out: sniffs the type from the bytes (libmagic), reads dimensions,
+/// duration and pages (libvips, FFmpeg), makes a thumbnail and a BlurHash, and hashes the bytes.
+///
+/// All blocking C work runs on the ``MediaWorkerPool`` given at creation, never on the caller's
+/// thread or Swift's cooperative pool.
+///
+/// ```swift
+/// let pipeline = MediaPipeline()
+/// let report = try await pipeline.probe(fileAt: "IMG_0001.HEIC", thumbnail: ThumbnailRequest())
+/// print(report.attachment.width, report.attachment.blurhash)
+/// ```
+public struct MediaPipeline: Sendable {
+    public var limits: MediaLimits
+    private let pool: MediaWorkerPool
+
+    /// Longest side of the picture the BlurHash is computed from.
+    static let previewSize = 32
+
+    public init(limits: MediaLimits = MediaLimits(), pool: MediaWorkerPool = MediaWorkerPool()) {
+        self.limits = limits
+        self.pool = pool
+    }
+
+    /// Analyses the file at `path`.
+    ///
+    /// Problems with the content (unsupported, corrupt, too large, too slow) do not throw: the
+    /// report still carries the MIME type, size, SHA-256 and category, and says what failed in
+    /// ``MediaReport/error``.
+    ///
+    /// - Parameters:
+    ///   - path: A regular file.
+    ///   - filename: The name to report; defaults to the path's last component. Sanitised.
+    ///   - thumbnail: When given, the report carries a thumbnail made in the same decode pass.
+    /// - Throws: `MediaError` with code `.io` when the file cannot be read, `.overloaded` when
+    ///   the worker queue is full.
+    public func probe(fileAt path: String, filename: String? = nil, thumbnail: ThumbnailRequest? = nil) async throws -> MediaReport {
+        let limits = self.limits
+        return try await pool.run { worker in
+            try MediaAnalysis(worker: worker, limits: limits).probe(
+                path: path, filename: filename ?? (path as NSString).lastPathComponent, thumbnail: thumbnail)
+        }
+    }
+
+    /// Makes a thumbnail of the file at `path`: an image, a video's poster frame, a PDF's first
+    /// page or an audio file's cover art.
+    ///
+    /// - Throws: `MediaError`: `.noThumbnail` for audio without cover art and for types that
+    ///   have no picture, or the reason decoding failed.
+    public func thumbnail(fileAt path: String, request: ThumbnailRequest) async throws -> Thumbnail {
+        let limits = self.limits
+        return try await pool.run { worker in
+            try MediaAnalysis(worker: worker, limits: limits).thumbnail(path: path, request: request)
+        }
+    }
+}

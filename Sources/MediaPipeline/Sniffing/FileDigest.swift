@@ -1,0 +1,41 @@
+import Crypto
+import Foundation
+
+/// Streaming SHA-256 of a file: a fixed buffer, never the whole file in memory.
+enum FileDigest {
+    private static let bufferSize = 256 << 10
+
+    static func sha256Hex(ofFileAt path: String) throws(MediaError) -> String {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw MediaError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { _ = Foundation.close(descriptor) }
+        var hasher = SHA256()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let count = read(descriptor, buffer.baseAddress, bufferSize)
+            if count == 0 { break }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw MediaError(.io, "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        }
+        return hasher.finalize().hexString
+    }
+}
+
+extension Sequence<UInt8> {
+    var hexString: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(64)
+        for byte in self {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import MediaPipeline
+
+/// One JSON line of `mediagate probe --json`.
+struct ProbeLine: Encodable {
+    struct ErrorBody: Encodable {
+        var code: String
+        var message: String
+    }
+
+    var path: String
+    var attachment: Attachment?
+    var thumbnail: String?
+    var error: ErrorBody?
+
+    private enum CodingKeys: String, CodingKey { case path, attachment, thumbnail, error }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(path, forKey: .path)
+        try container.encode(attachment, forKey: .attachment)
+        try container.encode(thumbnail, forKey: .thumbnail)
+        try container.encode(error, forKey: .error)
+    }
+}
+
+/// Writes probe results as a table for people or JSON lines for scripts.
+struct ProbePrinter {
+    let json: Bool
+    private let encoder: JSONEncoder
+    private var headerPrinted = false
+
+    init(json: Bool) {
+        self.json = json
+        encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    }
+
+    mutating func print(path: String, report: MediaReport, thumbnail: String?) {
+        let error = report.error.map { ProbeLine.ErrorBody(code: $0.code.description, message: $0.message) }
+        if json {
+            emit(ProbeLine(path: path, attachment: report.attachment, thumbnail: thumbnail, error: error))
+        } else {
+            row(path: path, attachment: report.attachment, note: report.error.map { "\($0.code): \($0.message)" })
+        }
+    }
+
+    mutating func print(path: String, failure: any Error) {
+        let (code, message) = (failure as? MediaError).map { ($0.code.description, $0.message) } ?? ("io", "\(failure)")
+        if json {
+            emit(ProbeLine(path: path, error: .init(code: code, message: message)))
+        } else {
+            row(path: path, attachment: nil, note: "\(code): \(message)")
+        }
+    }
+
+    func finish(files: Int, failures: Int) {
+        guard !json else { return }
+        let summary = failures == 0 ? "\(files) files analysed" : "\(files) files, \(failures) with errors"
+        FileHandle.standardError.write(Data((summary + "\n").utf8))
+    }
+
+    private func emit(_ line: ProbeLine) {
+        guard var data = try? encoder.encode(line) else { return }
+        data.append(0x0A)
+        FileHandle.standardOutput.write(data)
+    }
+
+    private mutating func row(path: String, attachment: Attachment?, note: String?) {
+        if !headerPrinted {
+            headerPrinted = true
+            write(columns: ["TYPE", "MIME", "SIZE", "DISPLAY", "DURATION", "FILE"])
+        }
+        let dimensions = attachment.flatMap { a in a.width.map { "\($0)x\(a.height ?? 0)" } } ?? "-"
+        let duration = attachment?.duration.map { String(format: "%.2fs", $0) } ?? "-"
+        var columns = [
+            attachment?.type.rawValue ?? "-", attachment?.mimeType ?? "-",
+            attachment?.size.map(Self.humanSize) ?? "-", dimensions, duration, path,
+        ]
+        if let note { columns[5] += "  (\(note))" }
+        write(columns: columns)
+    }
+
+    private func write(columns: [String]) {
+        let widths = [9, 28, 9, 11, 9]
+        var line = ""
+        for (index, column) in columns.enumerated() {
+            line += index < widths.count ? column.padding(toLength: max(widths[index], column.count + 1), withPad: " ", startingAt: 0) : column
+        }
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    static func humanSize(_ bytes: Int) -> String {
+        let units = ["B", "KB", "MB", "GB", "TB"]
+        var value = Double(bytes)
+        var unit = 0
+        while value >= 1000, unit < units.count - 1 {
+            value /= 1000
+            unit += 1
+        }
+        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+    }
+}
