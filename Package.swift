@@ -72,8 +72,10 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .testTarget(name: "MediaPipelineTests", dependencies: ["MediaPipeline"]),
-        .testTarget(name: "MediagateCLITests", dependencies: ["mediagate", "MediaPipeline"]),
+        // Helpers the test targets share: fixture paths, running the independent tools.
+        .target(name: "MediagateTestSupport", path: "Tests/Support"),
+        .testTarget(name: "MediaPipelineTests", dependencies: ["MediaPipeline", "MediagateTestSupport"]),
+        .testTarget(name: "MediagateCLITests", dependencies: ["mediagate", "MediaPipeline", "MediagateTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

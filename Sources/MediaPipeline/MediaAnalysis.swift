@@ -108,7 +108,7 @@ struct MediaAnalysis {
             report.attachment.frameCount = header.pages
         }
         let rendered = try VipsImaging.render(path: path, route: route, request: request,
-                                              previewSize: MediaPipeline.previewSize, deadline: deadline)
+                                              previewSize: MediaProcessor.previewSize, deadline: deadline)
         apply(rendered, to: &report)
     }
 
@@ -116,7 +116,7 @@ struct MediaAnalysis {
                                     into report: inout MediaReport) throws(MediaError) {
         let facts = try AVAnalysis.analyze(
             path: path, demuxer: demuxer, limits: limits, wantPicture: true, request: request,
-            previewSize: MediaPipeline.previewSize, deadline: deadline, magic: worker.magic())
+            previewSize: MediaProcessor.previewSize, deadline: deadline, magic: worker.magic())
         var attachment = report.attachment
         attachment.type = facts.kind
         attachment.duration = facts.duration

@@ -47,7 +47,7 @@ struct MakeThumbnail: AsyncParsableCommand {
     func run() async throws {
         let request = ThumbnailRequest(width: size.width, height: size.height, fit: fit, format: resolvedFormat, quality: quality)
         do {
-            let thumbnail = try await media.makePipeline().thumbnail(fileAt: file, request: request)
+            let thumbnail = try await media.makeProcessor().thumbnail(fileAt: file, request: request)
             try thumbnail.data.write(to: URL(fileURLWithPath: output))
             FileHandle.standardError.write(Data("\(output): \(thumbnail.width)x\(thumbnail.height) \(thumbnail.format.rawValue), \(thumbnail.data.count) bytes\n".utf8))
         } catch let error as MediaError {

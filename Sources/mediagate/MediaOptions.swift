@@ -28,9 +28,9 @@ struct MediaOptions: ParsableArguments {
         MediaLimits(maxPixels: Int(maxMegapixels * 1_000_000), timeLimit: .milliseconds(Int(timeLimit * 1000)))
     }
 
-    func makePipeline() -> MediaPipeline {
+    func makeProcessor() -> MediaProcessor {
         let pool = jobs.map { MediaWorkerPool(threadCount: $0) } ?? MediaWorkerPool()
-        return MediaPipeline(limits: limits, pool: pool)
+        return MediaProcessor(limits: limits, pool: pool)
     }
 }
 

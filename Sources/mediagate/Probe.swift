@@ -37,7 +37,7 @@ struct Probe: AsyncParsableCommand {
 
     func run() async throws {
         let files = try FileWalker(recursive: recursive).files(in: paths)
-        let pipeline = media.makePipeline()
+        let pipeline = media.makeProcessor()
         let request = thumbnails.map { _ in
             ThumbnailRequest(width: size.width, height: size.height, fit: fit, format: format)
         }

@@ -28,7 +28,7 @@ enum AVAnalysis {
                         magic: MagicCookie) throws(MediaError) -> AVFacts {
         let input = try AVInput(path: path, demuxer: demuxer, deadline: deadline)
         let status = avformat_find_stream_info(input.context, nil)
-        guard status >= 0 else { throw AVLibrary.error(status, while: "reading stream information") }
+        guard status >= 0 else { throw AVLibrary.error(status, while: "reading stream information", deadline: deadline) }
 
         let streams = input.streams
         let video = streams
@@ -171,7 +171,7 @@ enum AVAnalysis {
                 avcodec_send_packet(decoder.context, nil) // drain what the decoder holds
                 return avcodec_receive_frame(decoder.context, frame.frame) == 0 ? frame : nil
             }
-            if status < 0 { throw AVLibrary.error(status, while: "reading a packet") }
+            if status < 0 { throw AVLibrary.error(status, while: "reading a packet", deadline: deadline) }
             guard packet.pointee.stream_index == stream.pointee.index else {
                 av_packet_unref(packet)
                 continue

@@ -18,7 +18,7 @@ final class AVInput {
         let status = mg_av_open_local(&opened, path, demuxer, slot)
         guard status == 0, let opened else {
             slot.deallocate()
-            throw AVLibrary.error(status, while: "opening the \(demuxer) container")
+            throw AVLibrary.error(status, while: "opening the \(demuxer) container", deadline: deadline)
         }
         self.context = opened
         self.deadline = slot
@@ -95,9 +95,11 @@ enum AVLibrary {
         return true
     }()
 
-    /// A typed error for an FFmpeg status code, with FFmpeg's own text.
-    static func error(_ status: Int32, while step: String) -> MediaError {
-        if status == mg_averror_exit() {
+    /// A typed error for an FFmpeg status code, with FFmpeg's own text. A demuxer whose read
+    /// was interrupted often reports "invalid data" rather than AVERROR_EXIT, so a failure after
+    /// the deadline counts as a time-out whatever its code.
+    static func error(_ status: Int32, while step: String, deadline: Deadline? = nil) -> MediaError {
+        if status == mg_averror_exit() || deadline?.hasPassed == true {
             return MediaError(.timedOut, "FFmpeg stopped after the time limit while \(step)")
         }
         var buffer = [CChar](repeating: 0, count: 256)

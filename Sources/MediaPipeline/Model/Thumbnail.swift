@@ -71,10 +71,13 @@ public struct MediaReport: Sendable {
     /// Present when a thumbnail was asked for and could be made.
     public var thumbnail: Thumbnail?
     public var error: MediaError?
+    /// Time spent on a worker thread analysing the file, not counting time queued for one.
+    public var elapsed: Duration
 
-    public init(attachment: Attachment, thumbnail: Thumbnail? = nil, error: MediaError? = nil) {
+    public init(attachment: Attachment, thumbnail: Thumbnail? = nil, error: MediaError? = nil, elapsed: Duration = .zero) {
         self.attachment = attachment
         self.thumbnail = thumbnail
         self.error = error
+        self.elapsed = elapsed
     }
 }

@@ -24,6 +24,14 @@ public final class MediaWorkerPool: @unchecked Sendable {
 
     private typealias Job = @Sendable (MediaWorker) -> Void
 
+    /// Set in the thread dictionary of every worker thread.
+    static let workerThreadKey = "mediagate.mediaWorker"
+
+    /// Whether the calling code runs on one of the media worker threads.
+    static var isWorkerThread: Bool {
+        Thread.current.threadDictionary[workerThreadKey] as? Bool == true
+    }
+
     /// Starts `threadCount` threads.
     ///
     /// - Parameters:
@@ -33,8 +41,12 @@ public final class MediaWorkerPool: @unchecked Sendable {
         self.threadCount = max(1, threadCount)
         self.maxQueuedJobs = max(0, maxQueuedJobs)
         for index in 0..<self.threadCount {
-            let thread = Thread { [self] in self.workerLoop() }
-            thread.name = "mediagate-media-\(index)"
+            let thread = Thread { [self] in
+                // Named for debuggers and `top -H`; Linux keeps at most 15 characters.
+                Thread.current.name = "mg-media-\(index)"
+                Thread.current.threadDictionary[Self.workerThreadKey] = true
+                self.workerLoop()
+            }
             // libvips and FFmpeg recurse deeply on some inputs; do not rely on a small default.
             thread.stackSize = 8 << 20
             runningThreads += 1

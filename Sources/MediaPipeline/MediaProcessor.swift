@@ -7,11 +7,11 @@ import Foundation
 /// thread or Swift's cooperative pool.
 ///
 /// ```swift
-/// let pipeline = MediaPipeline()
-/// let report = try await pipeline.probe(fileAt: "IMG_0001.HEIC", thumbnail: ThumbnailRequest())
+/// let pipeline = MediaProcessor()
+/// let report = try await processor.probe(fileAt: "IMG_0001.HEIC", thumbnail: ThumbnailRequest())
 /// print(report.attachment.width, report.attachment.blurhash)
 /// ```
-public struct MediaPipeline: Sendable {
+public struct MediaProcessor: Sendable {
     public var limits: MediaLimits
     private let pool: MediaWorkerPool
 
@@ -38,8 +38,11 @@ public struct MediaPipeline: Sendable {
     public func probe(fileAt path: String, filename: String? = nil, thumbnail: ThumbnailRequest? = nil) async throws -> MediaReport {
         let limits = self.limits
         return try await pool.run { worker in
-            try MediaAnalysis(worker: worker, limits: limits).probe(
+            let started = ContinuousClock.now
+            var report = try MediaAnalysis(worker: worker, limits: limits).probe(
                 path: path, filename: filename ?? (path as NSString).lastPathComponent, thumbnail: thumbnail)
+            report.elapsed = ContinuousClock.now - started
+            return report
         }
     }
 

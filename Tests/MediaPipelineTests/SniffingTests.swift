@@ -1,0 +1,175 @@
+import Foundation
+import MediagateTestSupport
+@testable import MediaPipeline
+import Testing
+
+@Suite("sniffing and names")
+struct SniffingTests {
+    @Test("office documents inside ZIP containers are recognised from the central directory")
+    func officeInZip() throws {
+        let docx = Fixtures.media("report.docx")
+        let size = try FileManager.default.attributesOfItem(atPath: docx)[.size] as! Int
+        #expect(ZipDocumentSniffer.documentType(ofFileAt: docx, size: size)
+                == "application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+        let odt = Fixtures.media("notes.odt")
+        let odtSize = try FileManager.default.attributesOfItem(atPath: odt)[.size] as! Int
+        #expect(ZipDocumentSniffer.documentType(ofFileAt: odt, size: odtSize) == "application/vnd.oasis.opendocument.text")
+    }
+
+    @Test("a plain ZIP, a damaged ZIP and a non-ZIP are not documents")
+    func notOffice() throws {
+        let folder = try Fixtures.temporaryDirectory("zip")
+        let plain = folder.appendingPathComponent("plain.zip").path
+        try Tool.text("python3", ["-c", "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1],'w'); z.writestr('a.txt','hi'); z.close()", plain])
+        let plainSize = try FileManager.default.attributesOfItem(atPath: plain)[.size] as! Int
+        #expect(ZipDocumentSniffer.documentType(ofFileAt: plain, size: plainSize) == nil)
+
+        // A central directory that claims to lie beyond the end of the file.
+        var damaged = try Data(contentsOf: URL(fileURLWithPath: Fixtures.media("report.docx")))
+        let end = damaged.count - 22
+        damaged[end + 16] = 0xFF
+        damaged[end + 17] = 0xFF
+        damaged[end + 18] = 0xFF
+        let damagedPath = folder.appendingPathComponent("damaged.docx").path
+        try damaged.write(to: URL(fileURLWithPath: damagedPath))
+        #expect(ZipDocumentSniffer.documentType(ofFileAt: damagedPath, size: damaged.count) == nil)
+
+        let jpeg = Fixtures.media("progressive.jpg")
+        #expect(ZipDocumentSniffer.documentType(ofFileAt: jpeg, size: 7000) == nil)
+    }
+
+    @Test("file names lose paths, controls and bidi overrides", arguments: [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\me\\photo.jpg", "photo.jpg"),
+        ("invoice\u{202E}gpj.exe", "invoicegpj.exe"),
+        ("a\u{0000}b\u{0007}c\nd.txt", "abcd.txt"),
+        ("\u{2066}report\u{2069}.pdf", "report.pdf"),
+        ("..", "file"),
+        ("", "file"),
+        ("   .hidden  ", "hidden"),
+        ("IMG_0001.HEIC", "IMG_0001.HEIC"),
+        ("日本語のファイル.png", "日本語のファイル.png"),
+    ])
+    func sanitisedNames(input: String, expected: String) {
+        #expect(FileName.sanitized(input) == expected)
+    }
+
+    @Test("overlong names are cut on a character boundary and keep their extension")
+    func longNames() {
+        let name = String(repeating: "é", count: 300) + ".jpeg"
+        let cleaned = FileName.sanitized(name)
+        #expect(cleaned.utf8.count <= FileName.maxBytes)
+        #expect(cleaned.hasSuffix(".jpeg"))
+        #expect(cleaned.hasPrefix("é"))
+    }
+
+    @Test("a mismatch between the name and the bytes is recorded only across categories")
+    func claimedTypes() async throws {
+        let processor = MediaProcessor(pool: MediaWorkerPool(threadCount: 1))
+        let folder = try Fixtures.temporaryDirectory("claims")
+        let renamed = folder.appendingPathComponent("holiday.mov").path
+        try FileManager.default.copyItem(atPath: Fixtures.media("clip-h264.mp4"), toPath: renamed)
+        #expect(try await processor.probe(fileAt: renamed).attachment.claimedMimeType == nil)
+        let misnamed = folder.appendingPathComponent("song.mp3").path
+        try FileManager.default.copyItem(atPath: Fixtures.media("three-pages.pdf"), toPath: misnamed)
+        let report = try await processor.probe(fileAt: misnamed)
+        #expect(report.attachment.type == .document)
+        #expect(report.attachment.claimedMimeType == "audio/mpeg")
+    }
+
+    @Test("the reported file name is sanitised")
+    func reportedName() async throws {
+        let processor = MediaProcessor(pool: MediaWorkerPool(threadCount: 1))
+        let report = try await processor.probe(fileAt: Fixtures.media("readme.txt"), filename: "../x/\u{202E}txt.exe")
+        #expect(report.attachment.filename == "txt.exe")
+    }
+}
+
+@Suite("BlurHash")
+struct BlurHashTests {
+    /// A deterministic 24×16 test card: gradients and a bright square.
+    static func pixels(width: Int, height: Int) -> [UInt8] {
+        var bytes = [UInt8]()
+        for y in 0..<height {
+            for x in 0..<width {
+                let inSquare = (8..<14).contains(x) && (4..<10).contains(y)
+                bytes += inSquare ? [250, 240, 20] : [UInt8(x * 255 / width), UInt8(y * 255 / height), 128]
+            }
+        }
+        return bytes
+    }
+
+    @Test("matches the reference Python implementation", arguments: [(4, 3), (3, 4), (1, 1), (9, 9)])
+    func matchesReference(components: (Int, Int)) throws {
+        let (width, height) = (24, 16)
+        let pixels = Self.pixels(width: width, height: height)
+        let ours = try #require(BlurHash.encode(pixels: pixels, width: width, height: height,
+                                                componentsX: components.0, componentsY: components.1))
+        let rows = (0..<height).map { y in (0..<width).map { x in Array(pixels[(3 * (y * width + x))..<(3 * (y * width + x) + 3)]) } }
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: rows), as: UTF8.self)
+        let script = "import blurhash, json, sys; print(blurhash.encode(json.load(sys.stdin), \(components.0), \(components.1)))"
+        let reference = try Tool.run("python3", ["-c", script], input: Data(json.utf8))
+        #expect(reference.status == 0, "python blurhash: \(reference.stderr)")
+        #expect(ours == reference.trimmed)
+        #expect(ours.count == 4 + 2 * components.0 * components.1 + 2 - 2)
+    }
+
+    @Test("refuses impossible input")
+    func refuses() {
+        #expect(BlurHash.encode(pixels: [1, 2], width: 4, height: 4, componentsX: 4, componentsY: 3) == nil)
+        #expect(BlurHash.encode(pixels: Self.pixels(width: 2, height: 2), width: 2, height: 2, componentsX: 10, componentsY: 3) == nil)
+    }
+}
+
+@Suite("worker pool")
+struct WorkerPoolTests {
+    @Test("a full queue answers overloaded at once instead of piling up")
+    func overload() async throws {
+        let pool = MediaWorkerPool(threadCount: 1, maxQueuedJobs: 0)
+        let gate = DispatchSemaphore(value: 0)
+        let blocker = Task { try await pool.run { _ in gate.wait() } }
+        // Let the blocker occupy the only thread.
+        try await Task.sleep(for: .milliseconds(100))
+        let queued = Task { try await pool.run { _ in 42 } }
+        try await Task.sleep(for: .milliseconds(100))
+        let error = await #expect(throws: MediaError.self) { try await pool.run { _ in 0 } }
+        #expect(error?.code == .overloaded)
+        gate.signal()
+        try await blocker.value
+        #expect(try await queued.value == 42)
+        pool.shutdown()
+    }
+
+    @Test("work runs on the pool's own threads, not the caller's")
+    func ownThreads() async throws {
+        let pool = MediaWorkerPool(threadCount: 2)
+        #expect(try await pool.run { _ in MediaWorkerPool.isWorkerThread })
+        #expect(!MediaWorkerPool.isWorkerThread)
+        pool.shutdown()
+    }
+
+    @Test("many files at once on many threads: libmagic cookies are never shared")
+    func concurrentSniffing() async throws {
+        let processor = MediaProcessor(pool: MediaWorkerPool(threadCount: 8))
+        let names = Fixtures.allMedia
+        var expected = [String: String]()
+        for name in names {
+            expected[name] = try await processor.probe(fileAt: Fixtures.media(name)).attachment.mimeType
+        }
+        let frozen = expected
+        try await withThrowingTaskGroup(of: (String, String?).self) { group in
+            for round in 0..<6 {
+                for name in names.shuffled() {
+                    group.addTask { (name, try await processor.probe(fileAt: Fixtures.media(name)).attachment.mimeType) }
+                }
+                _ = round
+            }
+            var count = 0
+            for try await (name, mimeType) in group {
+                #expect(mimeType == frozen[name])
+                count += 1
+            }
+            #expect(count == names.count * 6)
+        }
+    }
+}

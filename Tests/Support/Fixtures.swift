@@ -1,0 +1,33 @@
+import Foundation
+
+/// Paths of the committed fixtures in `samples/` and of scratch space for a test.
+public enum Fixtures {
+    /// The package's root folder, found from this file's location.
+    public static let packageRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    public static let samples = packageRoot.appendingPathComponent("samples")
+
+    public static func media(_ name: String) -> String {
+        samples.appendingPathComponent("media").appendingPathComponent(name).path
+    }
+
+    public static func hostile(_ name: String) -> String {
+        samples.appendingPathComponent("hostile").appendingPathComponent(name).path
+    }
+
+    /// Every file in `samples/media`, sorted.
+    public static var allMedia: [String] {
+        let folder = samples.appendingPathComponent("media")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        return names.filter { !$0.hasPrefix(".") }.sorted()
+    }
+
+    /// A new, empty folder under the system's temporary directory.
+    public static func temporaryDirectory(_ label: String = "test") throws -> URL {
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("mediagate-\(label)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
