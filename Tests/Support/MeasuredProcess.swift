@@ -1,6 +1,11 @@
 import Foundation
 
-/// Runs a program and reports its peak resident memory, read from `wait4`'s rusage.
+/// Runs a program and reports its peak resident memory.
+///
+/// The measurement goes through GNU time rather than `wait4` on a child of the test process:
+/// Linux carries the pre-`exec` high-water mark into the new program, and a child spawned with
+/// `posix_spawn` (vfork semantics) shares the test process's large address space until `exec`,
+/// so `wait4` would report the test runner's memory. GNU time forks from a small process.
 public enum MeasuredProcess {
     public struct Result: Sendable {
         public var status: Int32
@@ -10,28 +15,16 @@ public enum MeasuredProcess {
     }
 
     public static func run(_ executable: String, _ arguments: [String]) throws -> Result {
-        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("measured-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: outputFile) }
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, outputFile, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
+        let report = FileManager.default.temporaryDirectory.appendingPathComponent("measured-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: report) }
         let started = Date()
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-        guard spawned == 0 else { throw Tool.Failure(description: "posix_spawn \(executable): \(spawned)") }
-        var status: Int32 = 0
-        var usage = rusage()
-        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        let output = try Tool.run("/usr/bin/time", ["-f", "%M", "-o", report, executable] + arguments)
         let seconds = Date().timeIntervalSince(started)
-        let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        let stdout = (try? String(contentsOfFile: outputFile, encoding: .utf8)) ?? ""
-        // ru_maxrss is in kilobytes on Linux.
-        return Result(status: exitStatus, stdout: stdout, maxResidentBytes: Int(usage.ru_maxrss) * 1024, seconds: seconds)
+        // GNU time writes "Command exited with non-zero status N" before the figure when N != 0.
+        let lines = try String(contentsOfFile: report, encoding: .utf8).split(separator: "\n")
+        guard let kilobytes = lines.last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) else {
+            throw Tool.Failure(description: "GNU time wrote no figure: \(lines)")
+        }
+        return Result(status: output.status, stdout: output.stdout, maxResidentBytes: kilobytes * 1024, seconds: seconds)
     }
 }

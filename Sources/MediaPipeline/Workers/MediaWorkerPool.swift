@@ -8,6 +8,9 @@ internal import CVipsShim
 /// full, ``MediaError/Code/overloaded`` answers at once, so a server can reply 503 instead of
 /// piling up work. Each thread owns the per-thread state the C libraries need (a libmagic
 /// cookie, libvips' thread buffers).
+///
+/// The threads keep the pool alive until ``shutdown()``; a process-wide pool simply lives as
+/// long as the process.
 public final class MediaWorkerPool: @unchecked Sendable {
     // @unchecked Sendable: `jobs` and `isShutDown` are only touched with `condition` locked;
     // the threads are started in `init` and never reassigned.
@@ -52,10 +55,6 @@ public final class MediaWorkerPool: @unchecked Sendable {
             runningThreads += 1
             thread.start()
         }
-    }
-
-    deinit {
-        shutdown()
     }
 
     /// Lets queued jobs finish, then stops the threads. Later calls to ``run(_:)`` throw.

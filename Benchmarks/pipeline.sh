@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Media pipeline benchmark: mediagate against the tools people use instead, in one run, on
+# one machine. Prints wall time, CPU time and peak RSS of each, and the ratios the targets in
+# Docs/BENCHMARKS.md are stated in.
+#
+#   Benchmarks/pipeline.sh            200 JPEGs, 10 videos, one 20000x20000 image
+#   JPEGS=50 VIDEOS=4 Benchmarks/pipeline.sh   a quicker, smaller run
+#
+# Needs: scripts/install-deps.sh --bench, and a release build (made here if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JPEGS=${JPEGS:-200}
+VIDEOS=${VIDEOS:-10}
+corpus=Benchmarks/corpus
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+[ -x .build/release/mediagate ] || swift build -c release
+mediagate=$PWD/.build/release/mediagate
+
+# --- Corpus (made once, kept in Benchmarks/corpus, which git ignores) ------------------------
+mkdir -p "$corpus/jpeg" "$corpus/mp4"
+if [ "$(ls "$corpus/jpeg" | wc -l)" -lt "$JPEGS" ]; then
+  echo "making $JPEGS 4000x3000 JPEGs..."
+  # Blurred colour noise: photo-like texture that JPEG cannot squeeze to nothing (~3 MB each).
+  for band in r g b; do vips gaussnoise "$work/$band.v" 4600 3600 --mean 128 --sigma 50; done
+  vips bandjoin "$work/r.v $work/g.v $work/b.v" "$work/noise.v"
+  vips gaussblur "$work/noise.v" "$work/blur.v" 1.2
+  vips cast "$work/blur.v" "$work/base.v" uchar
+  for i in $(seq -w 1 "$JPEGS"); do
+    n=$((10#$i))
+    vips crop "$work/base.v" "$corpus/jpeg/photo-$i.jpg[Q=85]" $(( (n * 37) % 600 )) $(( (n * 53) % 600 )) 4000 3000
+  done
+  rm -f "$work"/*.v
+fi
+if [ "$(ls "$corpus/mp4" | wc -l)" -lt "$VIDEOS" ]; then
+  echo "making $VIDEOS 1080p 10 s H.264 videos..."
+  for i in $(seq -w 1 "$VIDEOS"); do
+    ffmpeg -nostdin -v error -y -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=10" \
+      -f lavfi -i "sine=frequency=$((200 + 10#$i * 20)):duration=10" \
+      -vf "hue=h=$((10#$i * 30)),noise=alls=12:allf=t" -c:v libx264 -preset ultrafast -crf 23 \
+      -c:a aac -b:a 64k -movflags +faststart "$corpus/mp4/clip-$i.mp4"
+  done
+fi
+if [ ! -f "$corpus/huge-20000.jpg" ]; then
+  echo "making a 20000x20000 JPEG..."
+  vips gaussnoise "$work/n.v" 4000 4000 --mean 128 --sigma 40
+  vips cast "$work/n.v" "$work/n8.v" uchar
+  vips zoom "$work/n8.v" "$corpus/huge-20000.jpg[Q=80]" 5 5
+  rm -f "$work"/*.v
+fi
+jpegs=("$corpus"/jpeg/*.jpg); jpegs=("${jpegs[@]:0:$JPEGS}")
+mp4s=("$corpus"/mp4/*.mp4); mp4s=("${mp4s[@]:0:$VIDEOS}")
+cat "${jpegs[@]}" "${mp4s[@]}" "$corpus/huge-20000.jpg" > /dev/null # warm the page cache for everyone
+
+# --- Measuring -------------------------------------------------------------------------------
+# measure NAME COMMAND...: runs the command under GNU time; records wall s, CPU s, peak RSS KB.
+declare -A wall cpu rss
+measure() {
+  local name=$1; shift
+  /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$@" > /dev/null 2> "$work/stderr" || {
+    echo "$name failed:"; cat "$work/stderr"; exit 1; }
+  read -r w u s m < <(tail -1 "$work/time")
+  wall[$name]=$w; cpu[$name]=$(echo "$u + $s" | bc); rss[$name]=$m
+  printf "  %-34s wall %7.2f s   cpu %7.2f s   peak RSS %6d MiB\n" "$name" "$w" "${cpu[$name]}" $((m / 1024))
+}
+ratio() { echo "scale=2; $1 / $2" | bc; }
+fresh() { rm -rf "$work/$1"; mkdir -p "$work/$1"; echo "$work/$1"; }
+
+export JPEG_FILES="${jpegs[*]}" MP4_FILES="${mp4s[*]}"
+echo
+echo "mediagate pipeline benchmark, $(date -u +%F), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "vips $(vips --version | cut -d- -f2), $(ffmpeg -version | head -1 | cut -d' ' -f1-3), Pillow $(python3 -c 'import PIL; print(PIL.__version__)')"
+echo
+echo "${#jpegs[@]} JPEGs, 4000x3000: type + size + 320 px thumbnail"
+out=$(fresh mg); measure "mediagate probe --thumbnails" "$mediagate" probe --json --thumbnails "$out" --size 320x320 "${jpegs[@]}"
+out=$(fresh loop); measure "per-file vipsthumbnail + file" bash -c '
+  for f in $JPEG_FILES; do file --brief --mime-type "$f"; vipsthumbnail "$f" --size 320x320 -o "'"$out"'/%s.jpg"; done'
+out=$(fresh one); measure "one vipsthumbnail over all files" vipsthumbnail "${jpegs[@]}" --size 320x320 -o "$out/%s.jpg"
+out=$(fresh pil); measure "Pillow script" python3 - "$out" "${jpegs[@]}" <<'PY'
+import os, sys
+from PIL import Image, ImageOps
+out = sys.argv[1]
+for path in sys.argv[2:]:
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        image.thumbnail((320, 320))
+        image.save(os.path.join(out, os.path.basename(path)), "JPEG", quality=80)
+PY
+
+echo
+echo "${#mp4s[@]} videos, 1080p 10 s H.264: probe + 320 px poster"
+out=$(fresh mgv); measure "mediagate probe --thumbnails (mp4)" "$mediagate" probe --json --thumbnails "$out" --size 320x320 "${mp4s[@]}"
+out=$(fresh ff); measure "per-file ffprobe + ffmpeg -frames:v 1" bash -c '
+  for f in $MP4_FILES; do ffprobe -v error -show_format -show_streams "$f";
+    ffmpeg -nostdin -v error -y -i "$f" -frames:v 1 -vf scale=320:-2 "'"$out"'/$(basename "$f").jpg"; done'
+
+echo
+echo "one 20000x20000 JPEG: 320 px thumbnail, peak memory"
+out=$(fresh huge); measure "mediagate probe --thumbnails (huge)" "$mediagate" probe --json --max-megapixels 500 --thumbnails "$out" --size 320x320 "$corpus/huge-20000.jpg"
+out=$(fresh hugev); measure "vipsthumbnail (huge)" vipsthumbnail "$corpus/huge-20000.jpg" --size 320x320 -o "$out/%s.jpg"
+
+echo
+echo "ratios (target in brackets; > 1 means mediagate is faster or smaller)"
+printf "  JPEG wall vs per-file vipsthumbnail+file   %6sx  [>= 3]\n"    "$(ratio "${wall[per-file vipsthumbnail + file]}" "${wall[mediagate probe --thumbnails]}")"
+printf "  JPEG wall vs one vipsthumbnail call        %6sx  [>= 1.5]\n"  "$(ratio "${wall[one vipsthumbnail over all files]}" "${wall[mediagate probe --thumbnails]}")"
+printf "  JPEG wall vs Pillow                        %6sx  [>= 3.5]\n"  "$(ratio "${wall[Pillow script]}" "${wall[mediagate probe --thumbnails]}")"
+printf "  JPEG CPU, mediagate / one vipsthumbnail    %6sx  [<= 1.25]\n" "$(ratio "${cpu[mediagate probe --thumbnails]}" "${cpu[one vipsthumbnail over all files]}")"
+printf "  MP4 wall vs per-file ffprobe+ffmpeg        %6sx  [>= 2]\n"    "$(ratio "${wall[per-file ffprobe + ffmpeg -frames:v 1]}" "${wall[mediagate probe --thumbnails (mp4)]}")"
+printf "  huge JPEG peak RSS, mediagate / vipsthumbnail %6sx  [<= 2]\n" "$(ratio "${rss[mediagate probe --thumbnails (huge)]}" "${rss[vipsthumbnail (huge)]}")"

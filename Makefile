@@ -1,0 +1,33 @@
+# The two commands a fresh machine needs (see README):
+#   make run    install what is missing, build, and run mediagate on the samples
+#   make test   install what is missing and run the tests
+SWIFT ?= swift
+ARGS ?= probe --recursive samples/media
+
+.PHONY: run test build deps test-deps samples bench clean
+
+deps:
+	scripts/install-deps.sh
+
+test-deps:
+	scripts/install-deps.sh --test
+
+build: deps
+	$(SWIFT) build
+
+run: build
+	.build/debug/mediagate $(ARGS)
+
+test: test-deps
+	$(SWIFT) test
+
+samples:
+	scripts/install-deps.sh --test
+	scripts/make-samples.sh
+
+bench:
+	scripts/install-deps.sh --bench
+	Benchmarks/pipeline.sh
+
+clean:
+	rm -rf .build

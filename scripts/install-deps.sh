@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what mediagate needs on a Debian 12 machine, and nothing already there.
+#
+#   scripts/install-deps.sh          build and run dependencies
+#   scripts/install-deps.sh --test   plus the independent tools the tests compare against
+#   scripts/install-deps.sh --bench  plus what the benchmarks run side by side
+set -euo pipefail
+
+packages=(libvips-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libmagic-dev
+          libcurl4-openssl-dev libsqlite3-dev pkg-config)
+python_packages=()
+for flag in "$@"; do
+  case "$flag" in
+    --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time)
+            python_packages+=(blurhash) ;;
+    --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc)
+             python_packages+=(pillow) ;;
+    *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
+  esac
+done
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+fi
+
+for package in "${python_packages[@]}"; do
+  python3 -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('${package/pillow/PIL}') else 1)" \
+    || python3 -m pip install --quiet --disable-pip-version-check "$package"
+done
