@@ -69,15 +69,19 @@ int mg_vips_read_header(const char *path, int from_source, mg_vips_header *out, 
     if (from_source) {
         VipsSource *source = vips_source_new_from_file(path);
         if (source == NULL) goto fail;
-        copy_nickname(vips_foreign_find_load_source(source), out->loader, sizeof(out->loader));
         image = vips_image_new_from_source(source, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
         g_object_unref(source);
     } else {
-        copy_nickname(vips_foreign_find_load(path), out->loader, sizeof(out->loader));
-        if (out->loader[0] == '\0') goto fail;
         image = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, NULL);
     }
     if (image == NULL) goto fail;
+    // The loader that read the header records its nickname on the image; asking for it here
+    // saves a second pass over every loader's sniffing.
+    const char *loader = NULL;
+    if (vips_image_get_typeof(image, VIPS_META_LOADER) &&
+        vips_image_get_string(image, VIPS_META_LOADER, &loader) == 0 && loader != NULL) {
+        g_strlcpy(out->loader, loader, sizeof(out->loader));
+    }
     out->width = vips_image_get_width(image);
     out->height = vips_image_get_page_height(image);
     out->pages = vips_image_get_n_pages(image);
@@ -95,6 +99,7 @@ int mg_vips_read_header(const char *path, int from_source, mg_vips_header *out, 
     return 0;
 fail:
     *error = copy_error();
+    vips_error_clear();
     return -1;
 }
 

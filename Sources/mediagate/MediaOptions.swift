@@ -9,7 +9,7 @@ struct MediaOptions: ParsableArguments {
     @Option(help: "Stop decoding a file after this many seconds.")
     var timeLimit: Double = 30
 
-    @Option(help: "Worker threads for decoding (default: one per core).")
+    @Option(help: "Worker threads for decoding (default: one per core, plus one).")
     var jobs: Int?
 
     func validate() throws {

@@ -49,7 +49,7 @@ struct Probe: AsyncParsableCommand {
         var failures = 0
 
         // Every core busy, a bounded number of files in flight, results printed in input order.
-        let window = 4 * media.jobsOrCores
+        let window = 4 * media.jobsOrDefault
         try await withThrowingTaskGroup(of: (Int, Result<MediaReport, any Error>).self) { group in
             var next = 0
             var pending = [Int: Result<MediaReport, any Error>]()
@@ -96,7 +96,7 @@ struct Probe: AsyncParsableCommand {
 }
 
 extension MediaOptions {
-    var jobsOrCores: Int { jobs ?? ProcessInfo.processInfo.activeProcessorCount }
+    var jobsOrDefault: Int { jobs ?? MediaWorkerPool.defaultThreadCount }
 }
 
 /// Unique file names for thumbnails written into one directory.

@@ -35,12 +35,17 @@ public final class MediaWorkerPool: @unchecked Sendable {
         Thread.current.threadDictionary[workerThreadKey] as? Bool == true
     }
 
+    /// One thread per core, plus one. A libvips pipeline hands its decode to a libvips thread and
+    /// waits, and a worker spends its own time on hashing and sniffing; the extra thread fills
+    /// the gaps (measured on 2 cores, 200 JPEGs: 7.8 s with 2 threads, 7.0 s with 3, 7.0 s with 4).
+    public static var defaultThreadCount: Int { ProcessInfo.processInfo.activeProcessorCount + 1 }
+
     /// Starts `threadCount` threads.
     ///
     /// - Parameters:
-    ///   - threadCount: Worker threads; defaults to the number of cores.
+    ///   - threadCount: Worker threads; defaults to ``defaultThreadCount``.
     ///   - maxQueuedJobs: Waiting jobs beyond which ``run(_:)`` throws `overloaded`.
-    public init(threadCount: Int = ProcessInfo.processInfo.activeProcessorCount, maxQueuedJobs: Int = 10_000) {
+    public init(threadCount: Int = MediaWorkerPool.defaultThreadCount, maxQueuedJobs: Int = 10_000) {
         self.threadCount = max(1, threadCount)
         self.maxQueuedJobs = max(0, maxQueuedJobs)
         for index in 0..<self.threadCount {
