@@ -28,7 +28,11 @@ struct MediaAnalysis {
         do {
             switch route.decoder {
             case .none:
-                break
+                // An image, video or audio type we allow no decoder for (JPEG 2000, PSD,
+                // playlists, …): say so, rather than pass it off as an ordinary file.
+                if let family = mimeType.split(separator: "/").first, ["image", "video", "audio"].contains(family) {
+                    report.error = MediaError(.unsupported, "\(mimeType) is not decoded here; it is kept as a file")
+                }
             case .vips(let vipsRoute):
                 try describeImage(path: path, route: vipsRoute, request: request, deadline: deadline, into: &report)
             case .ffmpeg(let demuxer):
@@ -38,6 +42,7 @@ struct MediaAnalysis {
             report.error = error
         }
         if report.error == nil, request != nil, report.thumbnail == nil, case .none = route.decoder {
+            // Asked for a thumbnail of a text or office document: nothing to draw.
             report.error = MediaError(.noThumbnail, "\(mimeType) has no picture to make a thumbnail from")
         }
         return report

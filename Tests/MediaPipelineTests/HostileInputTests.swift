@@ -165,6 +165,21 @@ struct HostileInputTests {
         #expect(report.attachment.sha256 != nil)
     }
 
+    @Test("an image type no decoder is allowed for is unsupported, and still described", arguments: [
+        ("jp2", "image/jp2"), ("ppm", "image/x-portable-pixmap"),
+    ])
+    func unsupportedImage(format: (String, String)) async throws {
+        let folder = try Fixtures.temporaryDirectory("unsupported")
+        let path = folder.appendingPathComponent("picture.\(format.0)").path
+        try Tool.text("vips", ["copy", Fixtures.media("progressive.jpg"), path])
+        let report = try await Self.probe(path)
+        #expect(report.error?.code == .unsupported)
+        #expect(report.attachment.mimeType == format.1)
+        #expect(report.attachment.type == .file)
+        #expect(report.attachment.sha256?.count == 64)
+        #expect(report.attachment.width == nil)
+    }
+
     @Test("a missing file or a directory throws an I/O error", arguments: ["/nonexistent/file.jpg", "/tmp"])
     func unreadable(path: String) async throws {
         let error = await #expect(throws: MediaError.self) { _ = try await Self.processor.probe(fileAt: path) }
