@@ -1,0 +1,108 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+
+/// Everything the server is made of, opened once: used by `buildApplication` and by the
+/// command-line tools that administer the same data (`mediagate user add`).
+public struct ChatServices: Sendable {
+    public let configuration: ChatConfiguration
+    public let database: ChatDatabase
+    let users: any UserRepository
+    let refreshTokens: any RefreshTokenRepository
+    let rooms: any RoomRepository
+    let messages: any MessageRepository
+    let tokens: TokenService
+    let passwords: Passwords
+
+    public init(configuration: ChatConfiguration) async throws {
+        try configuration.validate()
+        self.configuration = configuration
+        database = try ChatDatabase(directory: configuration.dataDirectory)
+        users = SQLiteUserRepository(pool: database.pool)
+        refreshTokens = SQLiteRefreshTokenRepository(pool: database.pool)
+        rooms = SQLiteRoomRepository(pool: database.pool)
+        messages = SQLiteMessageRepository(pool: database.pool)
+        tokens = try await TokenService.make(directory: configuration.dataDirectory, users: users,
+                                             refreshTokens: refreshTokens, configuration: configuration)
+        passwords = Passwords(cost: UInt8(configuration.passwordHashCost))
+    }
+
+    /// Creates an account (`mediagate user add`).
+    public func addUser(username: String, password: String) async throws -> User {
+        try Passwords.validate(username: username, password: password)
+        guard let user = try await users.create(username: username, passwordHash: try await passwords.hash(password)) else {
+            throw APIError.conflict("the user name \(username) is taken")
+        }
+        return user
+    }
+}
+
+/// Builds the gateway: routes, WebSocket upgrade, services. Tests call this too.
+///
+/// - Parameters:
+///   - configuration: Where to listen and keep data; see ``ChatConfiguration``.
+///   - logger: The application's logger.
+public func buildApplication(
+    _ configuration: ChatConfiguration, logger: Logger = Logger(label: "mediagate")
+) async throws -> some ApplicationProtocol {
+    let services = try await ChatServices(configuration: configuration)
+    let hub = ChatHub(typingTimeout: .seconds(configuration.typingTimeoutSeconds))
+    let messageService = MessageService(rooms: services.rooms, messages: services.messages, hub: hub,
+                                        maxMessageLength: configuration.maxMessageLength)
+
+    let router = Router(context: ChatRequestContext.self)
+    router.add(middleware: LogRequestsMiddleware(.info))
+    router.add(middleware: JSONErrorMiddleware())
+    router.add(middleware: JSONBodyMiddleware())
+    router.get("healthz") { _, _ in ["status": "ok"] }
+
+    let auth = AuthController(
+        users: services.users, tokens: services.tokens, passwords: services.passwords,
+        throttle: LoginThrottle(window: TimeInterval(configuration.loginThrottleWindowSeconds),
+                                maxPerUser: configuration.maxFailedLoginsPerUser,
+                                maxPerAddress: configuration.maxFailedLoginsPerAddress),
+        allowRegistration: configuration.allowRegistration)
+    router.addRoutes(auth.publicEndpoints, atPath: "/api/auth")
+
+    // Everything below needs an access token; the child context makes that a type.
+    let api = router.group("api")
+        .add(middleware: AccessTokenMiddleware(tokens: services.tokens))
+        .group(context: AuthenticatedContext.self)
+    api.addRoutes(auth.authenticatedEndpoints, atPath: "auth")
+    api.addRoutes(RoomController(rooms: services.rooms, users: services.users, hub: hub).endpoints, atPath: "rooms")
+    api.addRoutes(MessageController(rooms: services.rooms, messages: services.messages, service: messageService,
+                                    maxPage: configuration.maxHistoryPage).endpoints, atPath: "messages")
+
+    let socketRouter = Router(context: ChatRequestContext.self)
+    socketRouter.add(middleware: JSONErrorMiddleware())
+    ChatSocket(tokens: services.tokens, rooms: services.rooms, service: messageService, hub: hub,
+               maxQueuedFrames: configuration.maxQueuedFramesPerSocket).addRoutes(to: socketRouter)
+
+    return Application(
+        router: router,
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: socketRouter,
+            // Frames up to 1 MiB are read so that an oversized message gets an error frame
+            // instead of a dropped connection; the server pings idle sockets every 30 s and
+            // closes those that do not answer.
+            configuration: .init(ws: .init(maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: .seconds(30))))),
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "mediagate"),
+        logger: logger
+    )
+}
+
+/// Request bodies of the JSON API must say they are JSON (415 otherwise).
+struct JSONBodyMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let length = request.headers[.contentLength].flatMap(Int.init) ?? 0
+        let hasBody = length > 0 || request.headers[.transferEncoding] != nil
+        if hasBody, [.post, .put, .patch].contains(request.method), request.uri.path.hasPrefix("/api/") {
+            let type = request.headers[.contentType]?.lowercased() ?? ""
+            guard type.hasPrefix("application/json") else {
+                throw APIError.unsupportedMediaType("request bodies are application/json")
+            }
+        }
+        return try await next(request, context)
+    }
+}

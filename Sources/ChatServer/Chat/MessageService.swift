@@ -1,0 +1,55 @@
+import Foundation
+
+/// Posting a message, the same from REST and from a WebSocket: check, store, fan out.
+struct MessageService: Sendable {
+    let rooms: any RoomRepository
+    let messages: any MessageRepository
+    let hub: ChatHub
+    let maxMessageLength: Int
+
+    struct Posted {
+        var message: MessageJSON
+        /// The encoded `message` frame.
+        var frame: String
+        /// False when a resend with a known `client_id` returned the stored message.
+        var isNew: Bool
+    }
+
+    /// - Throws: `APIError` 404 for a room the sender is not in, 422 for empty or over-long
+    ///   text, 422 for an attachment that names no stored file.
+    func post(from sender: User, roomId: Int64, text: String, clientId: String?, attachment: JSONValue?,
+              excludingConnection: UUID? = nil) async throws -> Posted {
+        guard try await rooms.isMember(roomId: roomId, userId: sender.id) else { throw APIError.notFound("no such room") }
+        if let clientId, clientId.isEmpty || clientId.count > 128 {
+            throw APIError.unprocessable("client_id must be 1-128 characters")
+        }
+        guard text.count <= maxMessageLength else {
+            throw APIError.tooLarge("messages are at most \(maxMessageLength) characters")
+        }
+        if let attachment, attachment != .null {
+            // Files arrive with uploads (#4); until a file can be stored, no attachment can name one.
+            _ = attachment
+            throw APIError.unprocessable("the attachment does not name a file stored on this server")
+        }
+        guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw APIError.unprocessable("a message needs text or an attachment")
+        }
+        let (stored, isNew) = try await messages.insert(roomId: roomId, sender: sender, content: text, clientId: clientId,
+                                                        attachmentJSON: nil, now: Date())
+        let json = MessageJSON(stored)
+        let frame = String(decoding: try JSONEncoder().encode(json), as: UTF8.self)
+        if isNew {
+            await hub.stopTyping(roomId: roomId, user: sender)
+            let reached = await hub.broadcast(frame, roomId: roomId).subtracting([sender.id])
+            if !reached.isEmpty {
+                // One receipt per message, naming who has it (a room of a thousand must not
+                // answer every message with a thousand frames).
+                let members = try await rooms.members(roomId: roomId)
+                let names = members.filter { reached.contains($0.id) }.map(\.username).prefix(100)
+                await hub.send(ChatFrames.delivered(messageId: stored.id, roomId: roomId, to: Array(names), count: reached.count),
+                               roomId: roomId, userId: sender.id)
+            }
+        }
+        return Posted(message: json, frame: frame, isNew: isNew)
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+
+/// How `mediagate serve` runs. Every value has an embedded default, so the server starts with
+/// no configuration at all; a JSON file, environment variables and command-line flags override
+/// them, in that order of increasing precedence.
+public struct ChatConfiguration: Sendable, Codable, Equatable {
+    /// Address to listen on. Loopback by default: exposing the server is a deliberate choice.
+    public var host: String = "127.0.0.1"
+    /// Port to listen on; 0 picks a free one (tests).
+    public var port: Int = 8000
+    /// Where the SQLite database and the signing key live.
+    public var dataDirectory: String = "mediagate-data"
+    /// Whether `POST /api/auth/register` creates accounts.
+    public var allowRegistration: Bool = true
+    /// Lifetime of an access token (JWT), seconds.
+    public var accessTokenSeconds: Int = 15 * 60
+    /// Lifetime of a refresh token, seconds.
+    public var refreshTokenSeconds: Int = 30 * 24 * 3600
+    /// Longest message text, in characters.
+    public var maxMessageLength: Int = 10_000
+    /// Most messages one history page returns.
+    public var maxHistoryPage: Int = 100
+    /// Failed logins per user name, and per client address, allowed in `loginThrottleWindowSeconds`.
+    public var maxFailedLoginsPerUser: Int = 5
+    public var maxFailedLoginsPerAddress: Int = 20
+    public var loginThrottleWindowSeconds: Int = 300
+    /// bcrypt cost. 12 in production; tests lower it to stay fast.
+    public var passwordHashCost: Int = 12
+    /// Frames queued for one WebSocket before the client counts as too slow and is dropped.
+    public var maxQueuedFramesPerSocket: Int = 512
+    /// Seconds a typing indicator lasts without a new `typing_start`.
+    public var typingTimeoutSeconds: Int = 6
+
+    public init() {}
+
+    /// Keys accepted in the JSON configuration file: the property names above.
+    public init(from decoder: any Decoder) throws {
+        self.init()
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        func value<T: Decodable>(_ key: CodingKeys, _ current: T) throws -> T {
+            try container.decodeIfPresent(T.self, forKey: key) ?? current
+        }
+        host = try value(.host, host)
+        port = try value(.port, port)
+        dataDirectory = try value(.dataDirectory, dataDirectory)
+        allowRegistration = try value(.allowRegistration, allowRegistration)
+        accessTokenSeconds = try value(.accessTokenSeconds, accessTokenSeconds)
+        refreshTokenSeconds = try value(.refreshTokenSeconds, refreshTokenSeconds)
+        maxMessageLength = try value(.maxMessageLength, maxMessageLength)
+        maxHistoryPage = try value(.maxHistoryPage, maxHistoryPage)
+        maxFailedLoginsPerUser = try value(.maxFailedLoginsPerUser, maxFailedLoginsPerUser)
+        maxFailedLoginsPerAddress = try value(.maxFailedLoginsPerAddress, maxFailedLoginsPerAddress)
+        loginThrottleWindowSeconds = try value(.loginThrottleWindowSeconds, loginThrottleWindowSeconds)
+        passwordHashCost = try value(.passwordHashCost, passwordHashCost)
+        maxQueuedFramesPerSocket = try value(.maxQueuedFramesPerSocket, maxQueuedFramesPerSocket)
+        typingTimeoutSeconds = try value(.typingTimeoutSeconds, typingTimeoutSeconds)
+    }
+
+    /// Reads a JSON configuration file over the defaults.
+    public static func load(file path: String) throws -> ChatConfiguration {
+        try JSONDecoder().decode(ChatConfiguration.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// Applies `MEDIAGATE_HOST`, `MEDIAGATE_PORT`, `MEDIAGATE_DATA_DIR` and
+    /// `MEDIAGATE_ALLOW_REGISTRATION` from `environment`.
+    public mutating func apply(environment: [String: String]) {
+        if let host = environment["MEDIAGATE_HOST"], !host.isEmpty { self.host = host }
+        if let port = environment["MEDIAGATE_PORT"].flatMap(Int.init) { self.port = port }
+        if let directory = environment["MEDIAGATE_DATA_DIR"], !directory.isEmpty { dataDirectory = directory }
+        if let flag = environment["MEDIAGATE_ALLOW_REGISTRATION"] {
+            allowRegistration = ["1", "true", "yes"].contains(flag.lowercased())
+        }
+    }
+
+    /// Checks ranges, so that a typo fails at start-up rather than at the first request.
+    public func validate() throws {
+        func check(_ condition: Bool, _ message: String) throws {
+            if !condition { throw ConfigurationError(message: message) }
+        }
+        try check((0...65_535).contains(port), "port must be between 0 and 65535")
+        try check(!dataDirectory.isEmpty, "dataDirectory must not be empty")
+        try check(accessTokenSeconds >= 1, "accessTokenSeconds must be at least 1")
+        try check(refreshTokenSeconds > accessTokenSeconds, "refreshTokenSeconds must exceed accessTokenSeconds")
+        try check(maxMessageLength > 0 && maxHistoryPage > 0, "message limits must be positive")
+        try check((4...31).contains(passwordHashCost), "passwordHashCost must be between 4 and 31")
+        try check(maxQueuedFramesPerSocket >= 16, "maxQueuedFramesPerSocket must be at least 16")
+    }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

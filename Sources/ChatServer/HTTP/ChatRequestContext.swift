@@ -1,0 +1,35 @@
+import Hummingbird
+import HummingbirdWebSocket
+import NIOCore
+
+/// The request context of every route: who is calling (once authenticated) and from where.
+public struct ChatRequestContext: RequestContext, WebSocketRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let webSocket: WebSocketHandlerReference<ChatRequestContext>
+    /// Set by ``AccessTokenMiddleware``.
+    public var identity: User?
+    /// The client's address, for throttling failed logins.
+    public let remoteAddress: String
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        webSocket = .init()
+        remoteAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+    }
+
+    /// Login, register and refresh bodies are small; uploads have their own routes (#4).
+    public var maxUploadSize: Int { 64 * 1024 }
+}
+
+/// The context of routes that require a logged-in user: having one *is* being authenticated.
+public struct AuthenticatedContext: ChildRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let user: User
+    public var maxUploadSize: Int { 64 * 1024 }
+
+    public init(context: ChatRequestContext) throws {
+        guard let user = context.identity else { throw APIError.unauthorized("an access token is required") }
+        coreContext = context.coreContext
+        self.user = user
+    }
+}

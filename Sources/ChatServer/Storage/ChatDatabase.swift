@@ -1,0 +1,70 @@
+import Foundation
+import GRDB
+
+/// The SQLite database in the data directory: opened in WAL mode, migrated on start.
+public struct ChatDatabase: Sendable {
+    public let pool: DatabasePool
+
+    /// Opens (creating if needed) `chat.sqlite` in `directory` and runs the migrations.
+    public init(directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        configuration.busyMode = .timeout(5)
+        pool = try DatabasePool(path: (directory as NSString).appendingPathComponent("chat.sqlite"), configuration: configuration)
+        try Self.migrator.migrate(pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: users, tokens, rooms, messages") { db in
+            try db.execute(sql: """
+                CREATE TABLE users (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+                    password_hash TEXT NOT NULL,
+                    created_at REAL NOT NULL
+                );
+                -- Refresh tokens are stored as SHA-256 hashes; a family is one login's chain of
+                -- rotations, revoked whole when a spent token is presented again.
+                CREATE TABLE refresh_tokens (
+                    token_hash TEXT PRIMARY KEY,
+                    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    family TEXT NOT NULL,
+                    expires_at REAL NOT NULL,
+                    used_at REAL,
+                    revoked_at REAL
+                );
+                CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
+                CREATE TABLE rooms (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    name TEXT NOT NULL,
+                    is_private INTEGER NOT NULL DEFAULT 0,
+                    created_by INTEGER NOT NULL REFERENCES users(id),
+                    created_at REAL NOT NULL
+                );
+                CREATE TABLE room_members (
+                    room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+                    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    joined_at REAL NOT NULL,
+                    last_read_message_id INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (room_id, user_id)
+                );
+                CREATE INDEX room_members_user ON room_members(user_id);
+                CREATE TABLE messages (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+                    sender_id INTEGER NOT NULL REFERENCES users(id),
+                    content TEXT NOT NULL,
+                    client_id TEXT,
+                    attachment TEXT,
+                    created_at REAL NOT NULL
+                );
+                CREATE INDEX messages_room ON messages(room_id, id);
+                -- A resend with the same client_id is the same message.
+                CREATE UNIQUE INDEX messages_client_id ON messages(sender_id, client_id) WHERE client_id IS NOT NULL;
+                """)
+        }
+        return migrator
+    }
+}

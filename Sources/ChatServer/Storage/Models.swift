@@ -1,0 +1,36 @@
+import Foundation
+
+/// An account, without its password hash.
+public struct User: Sendable, Codable, Equatable {
+    public var id: Int64
+    public var username: String
+}
+
+public struct Room: Sendable, Codable, Equatable {
+    public var id: Int64
+    public var name: String
+    public var isPrivate: Bool
+    public var createdBy: Int64
+    public var createdAt: Date
+}
+
+/// A stored chat message.
+public struct StoredMessage: Sendable, Equatable {
+    public var id: Int64
+    public var roomId: Int64
+    public var senderId: Int64
+    public var senderName: String
+    public var content: String
+    public var clientId: String?
+    /// The attachment as JSON, kept verbatim from when it was validated.
+    public var attachmentJSON: String?
+    public var createdAt: Date
+}
+
+/// A room as one member sees it in their room list.
+public struct RoomSummary: Sendable {
+    public var room: Room
+    public var memberCount: Int
+    public var unreadCount: Int
+    public var lastMessage: StoredMessage?
+}

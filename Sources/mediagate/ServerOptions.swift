@@ -1,0 +1,24 @@
+import ArgumentParser
+import ChatServer
+import Foundation
+
+/// Where the server's configuration comes from: defaults, then `--config` file, then
+/// `MEDIAGATE_*` environment variables, then these flags.
+struct ServerOptions: ParsableArguments {
+    @Option(help: "A JSON configuration file (keys as in Docs/API.md).", completion: .file(extensions: ["json"]))
+    var config: String?
+
+    @Option(help: "Directory for the database and signing key (default: mediagate-data).", completion: .directory)
+    var dataDir: String?
+
+    func configuration(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ChatConfiguration {
+        var configuration = try config.map { path in
+            do { return try ChatConfiguration.load(file: path) } catch {
+                throw ValidationError("cannot read --config \(path): \(error)")
+            }
+        } ?? ChatConfiguration()
+        configuration.apply(environment: environment)
+        if let dataDir { configuration.dataDirectory = dataDir }
+        return configuration
+    }
+}

@@ -1,0 +1,119 @@
+import ChatServer
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Testing
+
+/// Live server on 127.0.0.1 (port 0) and real WebSocket clients.
+@Suite("WebSocket chat")
+struct WebSocketTests {
+    @Test("two users see each other's messages, typing, ack, delivered and read receipts")
+    func conversation() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.typingTimeoutSeconds = 1 })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let bob = try await client.register("bob")
+            let room = try await client.createRoom("pair", token: alice.access, members: ["bob"])
+            let aliceSocket = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(alice.access)")
+            let bobSocket = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(bob.access)")
+
+            try await aliceSocket.send(["type": "typing_start"])
+            let typing = try await bobSocket.inbox.next("typing_start")
+            #expect(typing["sender"] as? String == "alice")
+            #expect(typing["room_id"] as? Int == room)
+            // Nobody sent typing_stop: it expires by itself.
+            let stopped = try await bobSocket.inbox.next("typing_stop", timeout: .seconds(4))
+            #expect(stopped["sender"] as? String == "alice")
+
+            try await aliceSocket.send(["type": "message", "content": "hi bob", "client_id": "c-1"])
+            let received = try await bobSocket.inbox.next("message")
+            #expect(received["content"] as? String == "hi bob")
+            #expect(received["message"] as? String == "hi bob")
+            #expect(received["sender"] as? String == "alice")
+            #expect(received["room_id"] as? Int == room)
+            #expect(received["client_id"] as? String == "c-1")
+            let messageId = try #require(received["id"] as? Int)
+            let ack = try await aliceSocket.inbox.next("ack")
+            #expect(ack["status"] as? String == "sent")
+            #expect(ack["client_id"] as? String == "c-1")
+            #expect(ack["message_id"] as? Int == messageId)
+            let delivered = try await aliceSocket.inbox.next("delivered")
+            #expect(delivered["message_id"] as? Int == messageId)
+            #expect((delivered["users"] as? [Any])?.first as? String == "bob")
+            // The sender's own socket gets the message too (other devices, optimistic UI).
+            _ = try await aliceSocket.inbox.next("message")
+
+            try await bobSocket.send(["type": "read", "message_id": messageId])
+            let read = try await aliceSocket.inbox.next("read")
+            #expect(read["message_id"] as? Int == messageId)
+            #expect(read["sender"] as? String == "bob")
+            let bobsRooms = try await client.call(.get, "/api/rooms", token: bob.access)
+            #expect(bobsRooms.array.first?["unread_count"] as? Int == 0)
+
+            // A message posted over REST reaches the sockets as well.
+            _ = try await client.call(.post, "/api/messages", token: bob.access, json: ["room_id": room, "content": "from rest"])
+            let fromRest = try await aliceSocket.inbox.next("message", where: { $0["content"] as? String == "from rest" })
+            #expect(fromRest["sender"] as? String == "bob")
+
+            _ = try await aliceSocket.close()
+            _ = try await bobSocket.close()
+        }
+    }
+
+    @Test("bad frames get an error frame and the socket stays up")
+    func badFrames() async throws {
+        let app = try await buildApplication(try testConfiguration())
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let room = try await client.createRoom("r", token: alice.access)
+            let socket = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(alice.access)")
+            try await socket.sendText("this is not json")
+            #expect(try await socket.inbox.next("error")["code"] as? String == "bad_frame")
+            try await socket.send(["type": "dance"])
+            #expect(try await socket.inbox.next("error")["code"] as? String == "unknown_type")
+            try await socket.send(["type": "message", "content": String(repeating: "x", count: 100_000)])
+            #expect(try await socket.inbox.next("error")["code"] as? String == "too_large")
+            try await socket.send(["type": "message", "content": ""])
+            #expect(try await socket.inbox.next("error")["code"] as? String == "invalid")
+            try await socket.send(["type": "read"])
+            #expect(try await socket.inbox.next("error")["code"] as? String == "invalid")
+            try await socket.send(["type": "ping"])
+            _ = try await socket.inbox.next("pong")
+            try await socket.send(["type": "message", "content": "still here"])
+            _ = try await socket.inbox.next("ack")
+            _ = try await socket.close()
+        }
+    }
+
+    @Test("no token, a bad token or a room one is not in: no upgrade")
+    func refusedUpgrades() async throws {
+        let app = try await buildApplication(try testConfiguration())
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let mallory = try await client.register("mallory")
+            let room = try await client.createRoom("r", token: alice.access, isPrivate: true)
+            for path in ["/ws/chat/\(room)", "/ws/chat/\(room)?token=garbage", "/ws/chat/\(room)?token=\(mallory.access)",
+                         "/ws/chat/nope?token=\(alice.access)"] {
+                await #expect(throws: (any Error).self, "\(path)") { _ = try await TestSocket(port: port, path: path) }
+            }
+            let plain = try await client.call(.get, "/ws/chat/\(room)?token=\(mallory.access)")
+            #expect(plain.status == .notFound)
+        }
+    }
+
+    @Test("an expired access token closes the socket with code 4001")
+    func tokenExpiry() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.accessTokenSeconds = 2 })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let room = try await client.createRoom("r", token: alice.access)
+            let socket = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(alice.access)")
+            let close = try await socket.waitForClose()
+            #expect(close?.closeCode == .unknown(4001))
+        }
+    }
+}
