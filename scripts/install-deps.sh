@@ -11,7 +11,7 @@ packages=(libvips-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-de
 python_packages=()
 for flag in "$@"; do
   case "$flag" in
-    --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time)
+    --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl)
             python_packages+=(blurhash) ;;
     --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc)
              python_packages+=(pillow) ;;

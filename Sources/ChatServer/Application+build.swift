@@ -38,7 +38,61 @@ public struct ChatServices: Sendable {
     }
 }
 
-/// Builds the gateway: routes, WebSocket upgrade, services. Tests call this too.
+/// The gateway's two routers: HTTP, and the one WebSocket upgrades are matched against.
+public struct ChatRouters {
+    public let http: Router<ChatRequestContext>
+    public let webSocket: Router<ChatRequestContext>
+
+    /// Every route as `METHOD /path/{param}`, for comparing with `Docs/openapi.yaml`.
+    public var routeList: [String] {
+        (http.routes + webSocket.routes).map { route in
+            let path = route.path.description.split(separator: "/").map { segment in
+                segment.hasPrefix(":") ? "{\(segment.dropFirst())}" : String(segment)
+            }.joined(separator: "/")
+            return "\(route.method) /\(path)"
+        }
+    }
+
+    /// Wires controllers to routes. Tests read the result to check the documented API.
+    public init(services: ChatServices) {
+        let configuration = services.configuration
+        let hub = ChatHub(typingTimeout: .seconds(configuration.typingTimeoutSeconds))
+        let messageService = MessageService(rooms: services.rooms, messages: services.messages, hub: hub,
+                                            maxMessageLength: configuration.maxMessageLength)
+
+        let router = Router(context: ChatRequestContext.self)
+        router.add(middleware: LogRequestsMiddleware(.info))
+        router.add(middleware: JSONErrorMiddleware())
+        router.add(middleware: JSONBodyMiddleware())
+        router.get("healthz") { _, _ in ["status": "ok"] }
+
+        let auth = AuthController(
+            users: services.users, tokens: services.tokens, passwords: services.passwords,
+            throttle: LoginThrottle(window: TimeInterval(configuration.loginThrottleWindowSeconds),
+                                    maxPerUser: configuration.maxFailedLoginsPerUser,
+                                    maxPerAddress: configuration.maxFailedLoginsPerAddress),
+            allowRegistration: configuration.allowRegistration)
+        router.addRoutes(auth.publicEndpoints, atPath: "/api/auth")
+
+        // Everything below needs an access token; the child context makes that a type.
+        let api = router.group("api")
+            .add(middleware: AccessTokenMiddleware(tokens: services.tokens))
+            .group(context: AuthenticatedContext.self)
+        api.addRoutes(auth.authenticatedEndpoints, atPath: "auth")
+        api.addRoutes(RoomController(rooms: services.rooms, users: services.users, hub: hub).endpoints, atPath: "rooms")
+        api.addRoutes(MessageController(rooms: services.rooms, messages: services.messages, service: messageService,
+                                        maxPage: configuration.maxHistoryPage).endpoints, atPath: "messages")
+
+        let socketRouter = Router(context: ChatRequestContext.self)
+        socketRouter.add(middleware: JSONErrorMiddleware())
+        ChatSocket(tokens: services.tokens, rooms: services.rooms, service: messageService, hub: hub,
+                   maxQueuedFrames: configuration.maxQueuedFramesPerSocket).addRoutes(to: socketRouter)
+        http = router
+        webSocket = socketRouter
+    }
+}
+
+/// Builds the gateway: services, routes, WebSocket upgrade. Tests call this too.
 ///
 /// - Parameters:
 ///   - configuration: Where to listen and keep data; see ``ChatConfiguration``.
@@ -47,42 +101,11 @@ public func buildApplication(
     _ configuration: ChatConfiguration, logger: Logger = Logger(label: "mediagate")
 ) async throws -> some ApplicationProtocol {
     let services = try await ChatServices(configuration: configuration)
-    let hub = ChatHub(typingTimeout: .seconds(configuration.typingTimeoutSeconds))
-    let messageService = MessageService(rooms: services.rooms, messages: services.messages, hub: hub,
-                                        maxMessageLength: configuration.maxMessageLength)
-
-    let router = Router(context: ChatRequestContext.self)
-    router.add(middleware: LogRequestsMiddleware(.info))
-    router.add(middleware: JSONErrorMiddleware())
-    router.add(middleware: JSONBodyMiddleware())
-    router.get("healthz") { _, _ in ["status": "ok"] }
-
-    let auth = AuthController(
-        users: services.users, tokens: services.tokens, passwords: services.passwords,
-        throttle: LoginThrottle(window: TimeInterval(configuration.loginThrottleWindowSeconds),
-                                maxPerUser: configuration.maxFailedLoginsPerUser,
-                                maxPerAddress: configuration.maxFailedLoginsPerAddress),
-        allowRegistration: configuration.allowRegistration)
-    router.addRoutes(auth.publicEndpoints, atPath: "/api/auth")
-
-    // Everything below needs an access token; the child context makes that a type.
-    let api = router.group("api")
-        .add(middleware: AccessTokenMiddleware(tokens: services.tokens))
-        .group(context: AuthenticatedContext.self)
-    api.addRoutes(auth.authenticatedEndpoints, atPath: "auth")
-    api.addRoutes(RoomController(rooms: services.rooms, users: services.users, hub: hub).endpoints, atPath: "rooms")
-    api.addRoutes(MessageController(rooms: services.rooms, messages: services.messages, service: messageService,
-                                    maxPage: configuration.maxHistoryPage).endpoints, atPath: "messages")
-
-    let socketRouter = Router(context: ChatRequestContext.self)
-    socketRouter.add(middleware: JSONErrorMiddleware())
-    ChatSocket(tokens: services.tokens, rooms: services.rooms, service: messageService, hub: hub,
-               maxQueuedFrames: configuration.maxQueuedFramesPerSocket).addRoutes(to: socketRouter)
-
+    let routers = ChatRouters(services: services)
     return Application(
-        router: router,
+        router: routers.http,
         server: .http1WebSocketUpgrade(
-            webSocketRouter: socketRouter,
+            webSocketRouter: routers.webSocket,
             // Frames up to 1 MiB are read so that an oversized message gets an error frame
             // instead of a dropped connection; the server pings idle sockets every 30 s and
             // closes those that do not answer.
