@@ -1,8 +1,8 @@
 # The two commands a fresh machine needs (see README):
-#   make run    install what is missing, build, and run mediagate on the samples
+#   make run    install what is missing, build, and run the gateway on its embedded defaults
 #   make test   install what is missing and run the tests
 SWIFT ?= swift
-ARGS ?= probe --recursive samples/media
+ARGS ?= serve
 
 .PHONY: run test build deps test-deps samples bench clean
 
@@ -28,6 +28,8 @@ samples:
 bench:
 	scripts/install-deps.sh --bench
 	Benchmarks/pipeline.sh
+	swift build -c release --product mediagate
+	Benchmarks/chat-fanout.py
 
 clean:
 	rm -rf .build

@@ -14,7 +14,7 @@ for flag in "$@"; do
     --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl)
             python_packages+=(blurhash) ;;
     --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc)
-             python_packages+=(pillow) ;;
+             python_packages+=(pillow websockets) ;;
     *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
   esac
 done
