@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Synchronization
 
 /// One open WebSocket, as the hub sees it: who, which room, and a bounded queue of frames.
@@ -13,8 +14,9 @@ final class ChatConnection: Sendable {
     let id = UUID()
     let user: User
     let roomId: Int64
-    let outbox: AsyncStream<String>
-    private let continuation: AsyncStream<String>.Continuation
+    /// Encoded text frames. A broadcast encodes its frame once and every connection shares the bytes.
+    let outbox: AsyncStream<ByteBuffer>
+    private let continuation: AsyncStream<ByteBuffer>.Continuation
     private let closeReason = Mutex<CloseReason?>(nil)
 
     init(user: User, roomId: Int64, maxQueuedFrames: Int) {
@@ -22,12 +24,17 @@ final class ChatConnection: Sendable {
         self.roomId = roomId
         // A client that stops reading must not make the server buffer without bound: past
         // `maxQueuedFrames` the frame is refused and the connection is closed as too slow.
-        (outbox, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingOldest(maxQueuedFrames))
+        (outbox, continuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .bufferingOldest(maxQueuedFrames))
     }
 
     /// Queues a frame; false when the client is too slow (and is now being dropped) or gone.
     @discardableResult
     func send(_ frame: String) -> Bool {
+        send(ByteBuffer(string: frame))
+    }
+
+    @discardableResult
+    func send(_ frame: ByteBuffer) -> Bool {
         switch continuation.yield(frame) {
         case .enqueued: return true
         case .dropped:
@@ -73,6 +80,7 @@ actor ChatHub {
     @discardableResult
     func broadcast(_ frame: String, roomId: Int64, except: UUID? = nil) -> Set<Int64> {
         var reached = Set<Int64>()
+        let frame = ByteBuffer(string: frame)
         for connection in rooms[roomId]?.values ?? [:].values where connection.id != except {
             if connection.send(frame) { reached.insert(connection.user.id) }
         }
@@ -81,6 +89,7 @@ actor ChatHub {
 
     /// Sends `frame` to every socket of one user in the room.
     func send(_ frame: String, roomId: Int64, userId: Int64) {
+        let frame = ByteBuffer(string: frame)
         for connection in rooms[roomId]?.values ?? [:].values where connection.user.id == userId {
             connection.send(frame)
         }

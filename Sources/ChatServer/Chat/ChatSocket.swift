@@ -66,7 +66,7 @@ struct ChatSocket: Sendable {
             // ends when anything closes the connection, and sends the matching close frame.
             group.addTask {
                 for await frame in connection.outbox {
-                    try await outbound.write(.text(frame))
+                    try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame)))
                 }
                 switch connection.reason {
                 case .tooSlow: try await outbound.close(Self.tooSlowCloseCode, reason: "client too slow")
