@@ -103,6 +103,21 @@ fail:
     return -1;
 }
 
+int mg_vips_read_header_buffer(const void *buffer, size_t length, mg_vips_header *out, char **error) {
+    memset(out, 0, sizeof(*out));
+    VipsImage *image = vips_image_new_from_buffer(buffer, length, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+    if (image == NULL) {
+        *error = copy_error();
+        vips_error_clear();
+        return -1;
+    }
+    out->width = vips_image_get_width(image);
+    out->height = vips_image_get_page_height(image);
+    out->pages = vips_image_get_n_pages(image);
+    g_object_unref(image);
+    return 0;
+}
+
 // MARK: - Deadline
 
 typedef struct deadline_watch {

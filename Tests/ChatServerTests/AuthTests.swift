@@ -109,6 +109,20 @@ struct AuthTests {
         }
     }
 
+    @Test("failed logins are throttled per client address too, across user names")
+    func throttlePerAddress() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.maxFailedLoginsPerAddress = 3 })
+        try await app.test(.router) { client in
+            _ = try await client.register("grace")
+            for name in ["a1", "a2", "a3"] {
+                let wrong = try await client.call(.post, "/api/auth/login", json: ["username": name, "password": "wrong password"])
+                #expect(wrong.status == .unauthorized)
+            }
+            let throttled = try await client.call(.post, "/api/auth/login", json: ["username": "grace", "password": "correct horse"])
+            #expect(throttled.status == .tooManyRequests)
+        }
+    }
+
     @Test("missing, forged and expired tokens get 401 on every protected route")
     func protectedRoutes() async throws {
         let configuration = try testConfiguration()

@@ -238,3 +238,28 @@ final class LoopbackListener {
         Glibc.close(socketDescriptor)
     }
 }
+
+@Suite("hostile cover art")
+struct HostileCoverArtTests {
+    @Test("cover art whose header announces too many pixels is refused before decoding")
+    func coverArtPixelFlood() async throws {
+        let folder = try Fixtures.temporaryDirectory("cover")
+        let png = folder.appendingPathComponent("claim.png").path
+        let mp3 = folder.appendingPathComponent("bomb-cover.mp3").path
+        // A PNG header claiming 15000×15000 (225 MP: inside FFmpeg's own limit, far past ours).
+        try Tool.text("python3", ["-c", """
+            import struct, sys, zlib
+            def chunk(k, d): return struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d) & 0xffffffff)
+            open(sys.argv[1], "wb").write(b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 15000, 15000, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\\x00" * 1024)) + chunk(b"IEND", b""))
+            """, png])
+        try Tool.text("ffmpeg", ["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=duration=1", "-i", png,
+                                 "-map", "0", "-map", "1", "-c:a", "libmp3lame", "-c:v", "copy", "-id3v2_version", "3", mp3])
+        let processor = MediaProcessor(pool: MediaWorkerPool(threadCount: 1))
+        let report = try await processor.probe(fileAt: mp3)
+        #expect(report.attachment.type == .audio)
+        #expect(report.attachment.duration != nil)
+        #expect(report.error?.code == .tooLarge, "\(String(describing: report.error))")
+        #expect(report.elapsed < .seconds(2))
+    }
+}

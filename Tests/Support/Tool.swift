@@ -48,6 +48,7 @@ public enum Tool {
     }
 
     /// Runs a tool that must succeed and returns its trimmed standard output.
+    @discardableResult
     public static func text(_ executable: String, _ arguments: [String]) throws -> String {
         let output = try run(executable, arguments)
         guard output.status == 0 else {

@@ -66,6 +66,9 @@ typedef struct mg_thumbnail_result {
 /// Returns 0, or -1 with `*error` set (free with mg_vips_free).
 int mg_vips_read_header(const char *path, int from_source, mg_vips_header *out, char **error);
 
+/// Reads the header of an encoded image in memory (cover art) without decoding pixels.
+int mg_vips_read_header_buffer(const void *buffer, size_t length, mg_vips_header *out, char **error);
+
 /// The loader nickname libvips would pick for an in-memory image, or "" if none.
 void mg_vips_loader_for_buffer(const void *buffer, size_t length, char *nickname, size_t capacity);
 

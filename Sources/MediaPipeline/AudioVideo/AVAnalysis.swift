@@ -76,7 +76,7 @@ enum AVAnalysis {
                 if let cover {
                     do {
                         facts.rendered = try coverArt(cover, request: request, previewSize: previewSize,
-                                                      deadline: deadline, magic: magic)
+                                                      maxPixels: limits.maxPixels, deadline: deadline, magic: magic)
                     } catch {
                         facts.renderError = error
                     }
@@ -187,7 +187,7 @@ enum AVAnalysis {
 
     /// The picture embedded in an audio file, if it is a JPEG, PNG, WebP or GIF.
     private static func coverArt(_ stream: UnsafeMutablePointer<AVStream>, request: ThumbnailRequest?, previewSize: Int,
-                                 deadline: Deadline, magic: MagicCookie) throws(MediaError) -> RenderedPicture {
+                                 maxPixels: Int, deadline: Deadline, magic: MagicCookie) throws(MediaError) -> RenderedPicture {
         let packet = stream.pointee.attached_pic
         let bytes = UnsafeRawBufferPointer(start: packet.data, count: Int(packet.size))
         let allowed: [String: String] = [
@@ -199,6 +199,10 @@ enum AVAnalysis {
         }
         guard try VipsImaging.loader(forEncoded: bytes) == loader else {
             throw MediaError(.corrupt, "the embedded cover art does not decode as \(type)")
+        }
+        // The same header-first pixel limit as for image files: cover art is attacker-chosen too.
+        guard try VipsImaging.pixelCount(ofEncoded: bytes) <= maxPixels else {
+            throw MediaError(.tooLarge, "the embedded cover art exceeds the \(maxPixels)-pixel limit")
         }
         return try VipsImaging.render(encoded: bytes, request: request, previewSize: previewSize, deadline: deadline)
     }

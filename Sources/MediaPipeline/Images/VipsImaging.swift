@@ -78,6 +78,18 @@ enum VipsImaging {
         }
     }
 
+    /// Width × height an encoded picture in memory announces, read from its header only.
+    static func pixelCount(ofEncoded bytes: UnsafeRawBufferPointer) throws(MediaError) -> Int {
+        try start()
+        var header = mg_vips_header()
+        var error: UnsafeMutablePointer<CChar>?
+        guard mg_vips_read_header_buffer(bytes.baseAddress, bytes.count, &header, &error) == 0 else {
+            throw failure(error, timedOut: false, context: "reading the picture's header")
+        }
+        let product = Int(header.width).multipliedReportingOverflow(by: Int(header.height))
+        return product.overflow ? .max : product.partialValue
+    }
+
     /// The libvips loader that would read `bytes`, e.g. `jpegload_buffer`.
     static func loader(forEncoded bytes: UnsafeRawBufferPointer) throws(MediaError) -> String {
         try start()
