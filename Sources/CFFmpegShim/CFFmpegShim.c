@@ -50,6 +50,19 @@ int mg_av_open_local(AVFormatContext **out, const char *path, const char *demuxe
     return 0;
 }
 
+int mg_av_find_stream_info(AVFormatContext *context, int64_t max_pixels) {
+    unsigned count = context->nb_streams;
+    AVDictionary **options = count ? av_calloc(count, sizeof(*options)) : NULL;
+    if (count && options == NULL) return AVERROR(ENOMEM);
+    char value[32];
+    snprintf(value, sizeof(value), "%lld", (long long)max_pixels);
+    for (unsigned i = 0; i < count; i++) av_dict_set(&options[i], "max_pixels", value, 0);
+    int status = avformat_find_stream_info(context, options);
+    for (unsigned i = 0; i < count; i++) av_dict_free(&options[i]);
+    av_free(options);
+    return status;
+}
+
 int mg_av_stream_clockwise_rotation(const AVStream *stream) {
     const int32_t *matrix =
         (const int32_t *)av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, NULL);

@@ -33,6 +33,11 @@ typedef struct mg_av_deadline {
 int mg_av_open_local(AVFormatContext **out, const char *path, const char *demuxer,
                      mg_av_deadline *deadline);
 
+/// avformat_find_stream_info with every stream's probing decoder limited to `max_pixels`:
+/// finding stream parameters decodes a few frames (and embedded cover pictures), which must not
+/// allocate whatever size a hostile header announces.
+int mg_av_find_stream_info(AVFormatContext *context, int64_t max_pixels);
+
 /// Clockwise degrees (0, 90, 180, 270) a stream's display matrix turns it by for display.
 int mg_av_stream_clockwise_rotation(const AVStream *stream);
 

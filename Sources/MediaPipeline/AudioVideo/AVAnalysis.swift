@@ -27,7 +27,7 @@ enum AVAnalysis {
                         request: ThumbnailRequest?, previewSize: Int, deadline: Deadline,
                         magic: MagicCookie) throws(MediaError) -> AVFacts {
         let input = try AVInput(path: path, demuxer: demuxer, deadline: deadline)
-        let status = avformat_find_stream_info(input.context, nil)
+        let status = mg_av_find_stream_info(input.context, Int64(limits.maxPixels))
         guard status >= 0 else { throw AVLibrary.error(status, while: "reading stream information", deadline: deadline) }
 
         let streams = input.streams
@@ -63,7 +63,7 @@ enum AVAnalysis {
             facts.codec = codecName(video)
             if wantPicture {
                 do {
-                    facts.rendered = try poster(input: input, stream: video, rotation: rotation, request: request,
+                    facts.rendered = try poster(input: input, stream: video, rotation: rotation, maxPixels: limits.maxPixels, request: request,
                                                 previewSize: previewSize, deadline: deadline)
                 } catch {
                     facts.renderError = error
@@ -113,9 +113,9 @@ enum AVAnalysis {
 
     /// A representative frame: the first one, unless it is black or blank and a later keyframe
     /// (at 10 %, 25 %, 50 % of the duration) has a picture.
-    private static func poster(input: AVInput, stream: UnsafeMutablePointer<AVStream>, rotation: Int,
+    private static func poster(input: AVInput, stream: UnsafeMutablePointer<AVStream>, rotation: Int, maxPixels: Int,
                                request: ThumbnailRequest?, previewSize: Int, deadline: Deadline) throws(MediaError) -> RenderedPicture {
-        let decoder = try AVDecoder(stream: stream)
+        let decoder = try AVDecoder(stream: stream, maxPixels: maxPixels)
         var best: (frame: AVFrameBox, contrast: Double)?
         let duration = self.duration(of: input, stream) ?? 0
         let positions: [Double?] = [nil] + (duration > 1 ? posterCandidates.map { $0 * duration } : [])

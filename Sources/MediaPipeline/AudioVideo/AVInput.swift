@@ -42,7 +42,7 @@ extension AVInput: Sendable {}
 final class AVDecoder {
     let context: UnsafeMutablePointer<AVCodecContext>
 
-    init(stream: UnsafeMutablePointer<AVStream>) throws(MediaError) {
+    init(stream: UnsafeMutablePointer<AVStream>, maxPixels: Int) throws(MediaError) {
         let parameters = stream.pointee.codecpar!
         guard let codec = avcodec_find_decoder(parameters.pointee.codec_id) else {
             let name = String(cString: avcodec_get_name(parameters.pointee.codec_id))
@@ -56,6 +56,8 @@ final class AVDecoder {
         // One frame is wanted: frame threading would only delay it by a frame per thread,
         // and the worker pool already uses every core.
         context.pointee.thread_count = 1
+        // No frame larger than the limit is ever allocated, whatever the bitstream claims.
+        context.pointee.max_pixels = Int64(maxPixels)
         if status >= 0 { status = avcodec_open2(context, codec, nil) }
         guard status >= 0 else { throw AVLibrary.error(status, while: "opening the decoder") }
     }
