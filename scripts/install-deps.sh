@@ -12,7 +12,7 @@ python_packages=()
 for flag in "$@"; do
   case "$flag" in
     --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl)
-            python_packages+=(blurhash) ;;
+            python_packages+=(blurhash tuspy) ;;
     --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc)
              python_packages+=(pillow websockets) ;;
     *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
@@ -33,6 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 for package in "${python_packages[@]}"; do
-  python3 -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('${package/pillow/PIL}') else 1)" \
+  module=${package/pillow/PIL}; module=${module/tuspy/tusclient}
+  python3 -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('$module') else 1)" \
     || python3 -m pip install --quiet --disable-pip-version-check "$package"
 done

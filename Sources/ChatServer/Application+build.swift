@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import ServiceLifecycle
 
 /// Everything the server is made of, opened once: used by `buildApplication` and by the
 /// command-line tools that administer the same data (`mediagate user add`).
@@ -14,6 +15,8 @@ public struct ChatServices: Sendable {
     let messages: any MessageRepository
     let tokens: TokenService
     let passwords: Passwords
+    let uploads: any UploadRepository
+    let uploadFiles: UploadFiles
 
     public init(configuration: ChatConfiguration) async throws {
         try configuration.validate()
@@ -26,6 +29,13 @@ public struct ChatServices: Sendable {
         tokens = try await TokenService.make(directory: configuration.dataDirectory, users: users,
                                              refreshTokens: refreshTokens, configuration: configuration)
         passwords = Passwords(cost: UInt8(configuration.passwordHashCost))
+        uploads = SQLiteUploadRepository(pool: database.pool)
+        uploadFiles = try UploadFiles(dataDirectory: configuration.dataDirectory)
+    }
+
+    /// The service that deletes expired uploads.
+    public func uploadSweeper(logger: Logger) -> some Service {
+        UploadSweeper(uploads: uploads, files: uploadFiles, interval: .seconds(configuration.uploadSweepIntervalSeconds), logger: logger)
     }
 
     /// Creates an account (`mediagate user add`).
@@ -80,6 +90,11 @@ public struct ChatRouters {
             .group(context: AuthenticatedContext.self)
         api.addRoutes(auth.authenticatedEndpoints, atPath: "auth")
         api.addRoutes(RoomController(rooms: services.rooms, users: services.users, hub: hub).endpoints, atPath: "rooms")
+        let tus = TusController(uploads: services.uploads, files: services.uploadFiles, writers: UploadWriters(),
+                                rooms: services.rooms, maxSize: configuration.maxUploadBytes,
+                                expiry: TimeInterval(configuration.uploadExpirySeconds))
+        router.addRoutes(tus.publicEndpoints, atPath: "/api/uploads")
+        api.addRoutes(tus.endpoints, atPath: "uploads")
         api.addRoutes(MessageController(rooms: services.rooms, messages: services.messages, service: messageService,
                                         maxPage: configuration.maxHistoryPage).endpoints, atPath: "messages")
 
@@ -111,6 +126,7 @@ public func buildApplication(
             // closes those that do not answer.
             configuration: .init(ws: .init(maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: .seconds(30))))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "mediagate"),
+        services: [services.uploadSweeper(logger: logger)],
         logger: logger
     )
 }
@@ -120,7 +136,9 @@ struct JSONBodyMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let length = request.headers[.contentLength].flatMap(Int.init) ?? 0
         let hasBody = length > 0 || request.headers[.transferEncoding] != nil
-        if hasBody, [.post, .put, .patch].contains(request.method), request.uri.path.hasPrefix("/api/") {
+        // tus requests carry raw bytes (application/offset+octet-stream) and check their own type.
+        if hasBody, [.post, .put, .patch].contains(request.method), request.uri.path.hasPrefix("/api/"),
+           !request.uri.path.hasPrefix("/api/uploads") {
             let type = request.headers[.contentType]?.lowercased() ?? ""
             guard type.hasPrefix("application/json") else {
                 throw APIError.unsupportedMediaType("request bodies are application/json")

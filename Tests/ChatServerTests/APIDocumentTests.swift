@@ -26,7 +26,7 @@ struct APIDocumentTests {
                 currentPath = String(line.dropFirst(2).dropLast())
             } else if let path = currentPath, line.hasPrefix("    "), !line.hasPrefix("     ") {
                 let key = line.trimmingCharacters(in: .whitespaces).dropLast()
-                if ["get", "post", "put", "patch", "delete", "head"].contains(String(key)) {
+                if ["get", "post", "put", "patch", "delete", "head", "options"].contains(String(key)) {
                     routes.insert("\(key.uppercased()) \(path)")
                 }
             }

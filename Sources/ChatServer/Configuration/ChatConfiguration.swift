@@ -30,6 +30,12 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var maxQueuedFramesPerSocket: Int = 512
     /// Seconds a typing indicator lasts without a new `typing_start`.
     public var typingTimeoutSeconds: Int = 6
+    /// Largest tus upload (`Tus-Max-Size`), bytes.
+    public var maxUploadBytes: Int64 = 1 << 30
+    /// Seconds an unfinished upload lives (`Upload-Expires`).
+    public var uploadExpirySeconds: Int = 24 * 3600
+    /// Seconds between two sweeps for expired uploads.
+    public var uploadSweepIntervalSeconds: Int = 300
 
     public init() {}
 
@@ -54,6 +60,9 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         passwordHashCost = try value(.passwordHashCost, passwordHashCost)
         maxQueuedFramesPerSocket = try value(.maxQueuedFramesPerSocket, maxQueuedFramesPerSocket)
         typingTimeoutSeconds = try value(.typingTimeoutSeconds, typingTimeoutSeconds)
+        maxUploadBytes = try value(.maxUploadBytes, maxUploadBytes)
+        uploadExpirySeconds = try value(.uploadExpirySeconds, uploadExpirySeconds)
+        uploadSweepIntervalSeconds = try value(.uploadSweepIntervalSeconds, uploadSweepIntervalSeconds)
     }
 
     /// Reads a JSON configuration file over the defaults.
@@ -84,6 +93,8 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try check(maxMessageLength > 0 && maxHistoryPage > 0, "message limits must be positive")
         try check((4...31).contains(passwordHashCost), "passwordHashCost must be between 4 and 31")
         try check(maxQueuedFramesPerSocket >= 16, "maxQueuedFramesPerSocket must be at least 16")
+        try check(maxUploadBytes > 0, "maxUploadBytes must be positive")
+        try check(uploadExpirySeconds >= 1 && uploadSweepIntervalSeconds >= 1, "upload expiry and sweep interval must be positive")
     }
 }
 

@@ -65,6 +65,7 @@ public struct ChatDatabase: Sendable {
                 CREATE UNIQUE INDEX messages_client_id ON messages(sender_id, client_id) WHERE client_id IS NOT NULL;
                 """)
         }
+        SQLiteUploadRepository.migrate(&migrator)
         return migrator
     }
 }

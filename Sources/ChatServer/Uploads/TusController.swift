@@ -1,0 +1,257 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// tus 1.0 resumable uploads at `/api/uploads/`: core protocol plus the creation,
+/// creation-with-upload, creation-defer-length, termination, checksum and expiration
+/// extensions.
+///
+/// Durability: a PATCH's bytes are written, `fdatasync`ed, and only then is the new offset
+/// stored and answered. After a crash the stored offset never counts a byte that is not on
+/// disk, and bytes past it are cut off when the next PATCH opens the file.
+struct TusController: Sendable {
+    let uploads: any UploadRepository
+    let files: UploadFiles
+    let writers: UploadWriters
+    let rooms: any RoomRepository
+    let maxSize: Int64
+    let expiry: TimeInterval
+
+    static let version = "1.0.0"
+    static let extensions = "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
+
+    /// `OPTIONS /api/uploads`: discovery, without authentication as the protocol expects.
+    var publicEndpoints: RouteCollection<ChatRequestContext> {
+        let routes = RouteCollection(context: ChatRequestContext.self)
+        routes.on("", method: .options) { _, _ in
+            var headers = Self.baseHeaders
+            headers[.tusVersion] = Self.version
+            headers[.tusExtension] = Self.extensions
+            headers[.tusMaxSize] = String(maxSize)
+            headers[.tusChecksumAlgorithm] = ChunkChecksum.algorithms
+            return Response(status: .noContent, headers: headers)
+        }
+        return routes
+    }
+
+    var endpoints: RouteCollection<AuthenticatedContext> {
+        let routes = RouteCollection(context: AuthenticatedContext.self)
+        routes.post(use: create)
+        routes.head(":uploadId", use: status)
+        routes.patch(":uploadId", use: append)
+        routes.delete(":uploadId", use: terminate)
+        return routes
+    }
+
+    static var baseHeaders: HTTPFields {
+        [.tusResumable: version, .cacheControl: "no-store"]
+    }
+
+    // MARK: Handlers
+
+    /// `POST`: creation (and creation-with-upload when a body comes along).
+    @Sendable func create(_ request: Request, context: AuthenticatedContext) async throws -> Response {
+        try Self.checkVersion(request)
+        var length: Int64?
+        if let value = request.headers[.uploadLength] {
+            guard let parsed = Int64(value), parsed >= 0 else { throw APIError.badRequest("Upload-Length must be a non-negative integer") }
+            length = parsed
+        } else if request.headers[.uploadDeferLength] != "1" {
+            throw APIError.badRequest("Upload-Length or Upload-Defer-Length: 1 is required")
+        }
+        if let length, length > maxSize {
+            throw APIError.tooLarge("the upload is larger than Tus-Max-Size (\(maxSize) bytes)")
+        }
+        let metadata = request.headers[.uploadMetadata]
+        let parsed = try Self.parseMetadata(metadata)
+        if let roomValue = parsed["room_id"] {
+            guard let roomId = Int64(roomValue), try await rooms.isMember(roomId: roomId, userId: context.user.id) else {
+                throw APIError.notFound("no such room")
+            }
+        }
+        let now = Date()
+        let record = UploadRecord(id: TokenService.randomToken(), userId: context.user.id, length: length, offset: 0,
+                                  metadata: metadata, createdAt: now, expiresAt: now.addingTimeInterval(expiry))
+        try await files.create(record.id)
+        try await uploads.create(record)
+
+        var headers = Self.baseHeaders
+        headers[.location] = "/api/uploads/\(record.id)"
+        headers[.uploadExpires] = Self.httpDate(record.expiresAt)
+        if request.headers[.contentType] == "application/offset+octet-stream" {
+            let offset = try await receive(request, into: record, context: context)
+            headers[.uploadOffset] = String(offset)
+        }
+        context.logger.info("upload created", metadata: ["upload": "\(record.id)", "length": "\(length.map(String.init) ?? "deferred")"])
+        return Response(status: .created, headers: headers)
+    }
+
+    /// `HEAD`: where to resume.
+    @Sendable func status(_ request: Request, context: AuthenticatedContext) async throws -> Response {
+        try Self.checkVersion(request)
+        let record = try await ownedUpload(context)
+        var headers = Self.baseHeaders
+        headers[.uploadOffset] = String(record.offset)
+        if let length = record.length { headers[.uploadLength] = String(length) } else { headers[.uploadDeferLength] = "1" }
+        if let metadata = record.metadata { headers[.uploadMetadata] = metadata }
+        if record.completedAt == nil { headers[.uploadExpires] = Self.httpDate(record.expiresAt) }
+        return Response(status: .ok, headers: headers)
+    }
+
+    /// `PATCH`: append bytes at the current offset.
+    @Sendable func append(_ request: Request, context: AuthenticatedContext) async throws -> Response {
+        try Self.checkVersion(request)
+        guard request.headers[.contentType] == "application/offset+octet-stream" else {
+            throw APIError.unsupportedMediaType("PATCH bodies are application/offset+octet-stream")
+        }
+        var record = try await ownedUpload(context)
+        guard let claimed = request.headers[.uploadOffset].flatMap(Int64.init), claimed >= 0 else {
+            throw APIError.badRequest("Upload-Offset must be a non-negative integer")
+        }
+        guard claimed == record.offset else {
+            throw APIError(.conflict, code: "offset_mismatch", "the upload is at offset \(record.offset), not \(claimed)",
+                           headers: [.uploadOffset: String(record.offset), .tusResumable: Self.version])
+        }
+        if record.length == nil, let value = request.headers[.uploadLength] {
+            guard let length = Int64(value), length >= record.offset, length <= maxSize else {
+                throw APIError.badRequest("Upload-Length must be between the current offset and Tus-Max-Size")
+            }
+            record.length = length
+        }
+        let offset = try await receive(request, into: record, context: context)
+        var headers = Self.baseHeaders
+        headers[.uploadOffset] = String(offset)
+        headers[.uploadExpires] = Self.httpDate(record.expiresAt)
+        return Response(status: .noContent, headers: headers)
+    }
+
+    /// `DELETE`: termination.
+    @Sendable func terminate(_ request: Request, context: AuthenticatedContext) async throws -> Response {
+        try Self.checkVersion(request)
+        let record = try await ownedUpload(context)
+        let token = await writers.acquire(record.id) // stop anyone still writing
+        try await uploads.delete(id: record.id)
+        try await files.remove(record.id)
+        await writers.release(record.id, token)
+        return Response(status: .noContent, headers: [.tusResumable: Self.version])
+    }
+
+    // MARK: Receiving bytes
+
+    /// Streams the body to disk at the record's offset, checks the chunk's checksum, makes it
+    /// durable, then stores and returns the new offset.
+    private func receive(_ request: Request, into record: UploadRecord, context: AuthenticatedContext) async throws -> Int64 {
+        var checksum: (ChunkChecksum, Data)?
+        if let header = request.headers[.uploadChecksum] {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, let expected = Data(base64Encoded: String(parts[1])) else {
+                throw APIError.badRequest("Upload-Checksum is '<algorithm> <base64 digest>'")
+            }
+            guard let algorithm = ChunkChecksum(algorithm: String(parts[0])) else {
+                throw APIError.badRequest("unsupported checksum algorithm; use one of \(ChunkChecksum.algorithms)")
+            }
+            checksum = (algorithm, expected)
+        }
+        let limit = record.length ?? maxSize
+        let token = await writers.acquire(record.id)
+        let writer = try await files.openForAppend(record.id, at: record.offset)
+        do {
+            for try await chunk in request.body {
+                guard await writers.isCurrent(record.id, token) else {
+                    throw APIError.conflict("another request took this upload over")
+                }
+                guard writer.offset + Int64(chunk.readableBytes) <= limit else {
+                    try await writer.truncate(to: record.offset)
+                    throw APIError.tooLarge("the body runs past Upload-Length (\(limit) bytes)")
+                }
+                try await writer.write(chunk)
+                checksum?.0.update(chunk)
+            }
+            if let (algorithm, expected) = checksum, algorithm.finalize() != expected {
+                try await writer.truncate(to: record.offset)
+                throw APIError(HTTPResponse.Status(code: 460, reasonPhrase: "Checksum Mismatch"), code: "checksum_mismatch",
+                               "the chunk's checksum does not match; it was discarded",
+                               headers: [.uploadOffset: String(record.offset), .tusResumable: Self.version])
+            }
+            try await writer.sync()
+            let offset = writer.offset
+            let complete = record.length.map { offset == $0 } ?? false
+            try await uploads.advance(id: record.id, to: offset, length: record.length, completedAt: complete ? Date() : nil)
+            await writer.close()
+            await writers.release(record.id, token)
+            if complete { context.logger.info("upload complete", metadata: ["upload": "\(record.id)", "bytes": "\(offset)"]) }
+            return offset
+        } catch {
+            // A dropped connection keeps what was synced earlier; this request's bytes past the
+            // stored offset are cut off by the next PATCH.
+            await writer.close()
+            await writers.release(record.id, token)
+            throw error
+        }
+    }
+
+    // MARK: Helpers
+
+    private func ownedUpload(_ context: AuthenticatedContext) async throws -> UploadRecord {
+        guard let id = context.parameters.get("uploadId"), let record = try await uploads.upload(id: id),
+              record.userId == context.user.id else {
+            throw APIError.notFound("no such upload")
+        }
+        if record.completedAt == nil, record.expiresAt <= Date() {
+            throw APIError(.gone, code: "gone", "the upload expired")
+        }
+        return record
+    }
+
+    static func checkVersion(_ request: Request) throws {
+        guard request.headers[.tusResumable] == version else {
+            throw APIError(.preconditionFailed, code: "unsupported_version", "Tus-Resumable must be \(version)",
+                           headers: [.tusVersion: version])
+        }
+    }
+
+    /// `key base64,key2 base64`: keys are ASCII without spaces or commas, unique; values base64.
+    static func parseMetadata(_ header: String?) throws -> [String: String] {
+        guard let header, !header.isEmpty else { return [:] }
+        var result = [String: String]()
+        for pair in header.split(separator: ",", omittingEmptySubsequences: false) {
+            let parts = pair.trimmingCharacters(in: .whitespaces).split(separator: " ", omittingEmptySubsequences: false)
+            guard (1...2).contains(parts.count), let key = parts.first, !key.isEmpty, key.allSatisfy({ $0.isASCII }),
+                  result[String(key)] == nil else {
+                throw APIError.badRequest("Upload-Metadata is 'key base64value' pairs separated by commas")
+            }
+            if parts.count == 2 {
+                guard let data = Data(base64Encoded: String(parts[1])) else {
+                    throw APIError.badRequest("Upload-Metadata value for \(key) is not base64")
+                }
+                result[String(key)] = String(decoding: data, as: UTF8.self)
+            } else {
+                result[String(key)] = ""
+            }
+        }
+        return result
+    }
+
+    static func httpDate(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return formatter.string(from: date)
+    }
+}
+
+extension HTTPField.Name {
+    static let tusResumable = Self("Tus-Resumable")!
+    static let tusVersion = Self("Tus-Version")!
+    static let tusExtension = Self("Tus-Extension")!
+    static let tusMaxSize = Self("Tus-Max-Size")!
+    static let tusChecksumAlgorithm = Self("Tus-Checksum-Algorithm")!
+    static let uploadOffset = Self("Upload-Offset")!
+    static let uploadLength = Self("Upload-Length")!
+    static let uploadDeferLength = Self("Upload-Defer-Length")!
+    static let uploadMetadata = Self("Upload-Metadata")!
+    static let uploadChecksum = Self("Upload-Checksum")!
+    static let uploadExpires = Self("Upload-Expires")!
+}

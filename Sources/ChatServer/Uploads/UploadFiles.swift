@@ -1,0 +1,193 @@
+import Crypto
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// The bytes of uploads in progress, one file each under `uploads/` in the data directory.
+///
+/// Every system call runs on NIO's blocking thread pool, never on an event loop or Swift's
+/// cooperative pool: a `write` to a busy disk or an `fsync` can take milliseconds.
+struct UploadFiles: Sendable {
+    let directory: String
+    var threadPool: NIOThreadPool = .singleton
+
+    init(dataDirectory: String) throws {
+        directory = (dataDirectory as NSString).appendingPathComponent("uploads")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    func path(_ id: String) -> String { (directory as NSString).appendingPathComponent(id) }
+
+    func create(_ id: String) async throws {
+        let path = path(id)
+        try await threadPool.runIfActive {
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else { throw UploadFileError.system("create", errno) }
+            close(descriptor)
+        }
+    }
+
+    func remove(_ id: String) async throws {
+        let path = path(id)
+        try await threadPool.runIfActive { _ = unlink(path) }
+    }
+
+    /// Opens the upload's file for writing at `offset`, first cutting away anything past it
+    /// (bytes of an interrupted request that were never acknowledged).
+    func openForAppend(_ id: String, at offset: Int64) async throws -> UploadFileWriter {
+        let path = path(id)
+        let descriptor = try await threadPool.runIfActive { () throws -> Int32 in
+            let descriptor = open(path, O_WRONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { throw UploadFileError.system("open", errno) }
+            guard ftruncate(descriptor, off_t(offset)) == 0 else {
+                let error = errno
+                close(descriptor)
+                throw UploadFileError.system("truncate", error)
+            }
+            return descriptor
+        }
+        return UploadFileWriter(descriptor: descriptor, offset: offset, threadPool: threadPool)
+    }
+}
+
+enum UploadFileError: Error, CustomStringConvertible {
+    case system(String, Int32)
+
+    var description: String {
+        switch self {
+        case .system(let call, let code): "\(call): \(String(cString: strerror(code)))"
+        }
+    }
+}
+
+/// One request's writes into an upload's file. Not shared between tasks.
+final class UploadFileWriter: @unchecked Sendable {
+    // @unchecked Sendable: used by one request handler at a time; the descriptor is only
+    // touched through the thread pool, one call at a time (every call is awaited).
+    private let descriptor: Int32
+    private let threadPool: NIOThreadPool
+    private(set) var offset: Int64
+    private var isClosed = false
+
+    init(descriptor: Int32, offset: Int64, threadPool: NIOThreadPool) {
+        self.descriptor = descriptor
+        self.offset = offset
+        self.threadPool = threadPool
+    }
+
+    deinit {
+        if !isClosed { Glibc.close(descriptor) }
+    }
+
+    func write(_ buffer: ByteBuffer) async throws {
+        let descriptor = self.descriptor
+        let start = offset
+        try await threadPool.runIfActive {
+            try buffer.withUnsafeReadableBytes { bytes in
+                var position = start
+                var written = 0
+                while written < bytes.count {
+                    let result = pwrite(descriptor, bytes.baseAddress! + written, bytes.count - written, off_t(position))
+                    if result < 0 {
+                        if errno == EINTR { continue }
+                        throw UploadFileError.system("write", errno)
+                    }
+                    written += result
+                    position += Int64(result)
+                }
+            }
+        }
+        offset += Int64(buffer.readableBytes)
+    }
+
+    /// Makes every byte written so far durable; only then may the offset be acknowledged.
+    func sync() async throws {
+        let descriptor = self.descriptor
+        try await threadPool.runIfActive {
+            guard fdatasync(descriptor) == 0 else { throw UploadFileError.system("fdatasync", errno) }
+        }
+    }
+
+    /// Drops what this request wrote (a chunk whose checksum did not match).
+    func truncate(to length: Int64) async throws {
+        let descriptor = self.descriptor
+        try await threadPool.runIfActive {
+            guard ftruncate(descriptor, off_t(length)) == 0 else { throw UploadFileError.system("truncate", errno) }
+        }
+        offset = length
+    }
+
+    func close() async {
+        guard !isClosed else { return }
+        isClosed = true
+        let descriptor = self.descriptor
+        try? await threadPool.runIfActive { _ = Glibc.close(descriptor) }
+    }
+}
+
+/// `Upload-Checksum` algorithms: sha1 (required by tus), sha256, md5.
+enum ChunkChecksum {
+    case sha1(Insecure.SHA1)
+    case sha256(SHA256)
+    case md5(Insecure.MD5)
+
+    static let algorithms = "sha1,sha256,md5"
+
+    init?(algorithm: String) {
+        switch algorithm.lowercased() {
+        case "sha1": self = .sha1(Insecure.SHA1())
+        case "sha256": self = .sha256(SHA256())
+        case "md5": self = .md5(Insecure.MD5())
+        default: return nil
+        }
+    }
+
+    mutating func update(_ buffer: ByteBuffer) {
+        buffer.withUnsafeReadableBytes { bytes in
+            switch self {
+            case .sha1(var hasher): hasher.update(bufferPointer: bytes); self = .sha1(hasher)
+            case .sha256(var hasher): hasher.update(bufferPointer: bytes); self = .sha256(hasher)
+            case .md5(var hasher): hasher.update(bufferPointer: bytes); self = .md5(hasher)
+            }
+        }
+    }
+
+    func finalize() -> Data {
+        switch self {
+        case .sha1(let hasher): Data(hasher.finalize())
+        case .sha256(let hasher): Data(hasher.finalize())
+        case .md5(let hasher): Data(hasher.finalize())
+        }
+    }
+}
+
+/// One writer per upload. A new PATCH takes the upload over from a previous request whose
+/// connection may have died silently, instead of answering 423 until that request times out.
+actor UploadWriters {
+    private var holders: [String: UUID] = [:]
+
+    /// Makes the caller the upload's writer. A previous writer is told (``isCurrent`` turns
+    /// false) and given a moment to stop between two chunks; one stuck reading a dead socket
+    /// never writes again, because it checks before every write.
+    func acquire(_ id: String) async -> UUID {
+        let token = UUID()
+        let previous = holders[id]
+        holders[id] = token
+        if previous != nil {
+            for _ in 0..<20 where released.contains(previous!) == false {
+                try? await Task.sleep(for: .milliseconds(25))
+            }
+            released.remove(previous!)
+        }
+        return token
+    }
+
+    private var released = Set<UUID>()
+
+    func isCurrent(_ id: String, _ token: UUID) -> Bool { holders[id] == token }
+
+    func release(_ id: String, _ token: UUID) {
+        released.insert(token)
+        if holders[id] == token { holders[id] = nil; released.remove(token) }
+    }
+}

@@ -1,0 +1,211 @@
+@testable import ChatServer
+import Crypto
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Logging
+import MediagateTestSupport
+import NIOCore
+import Testing
+
+@Suite("tus uploads")
+struct TusUploadTests {
+    static func field(_ name: String) -> HTTPField.Name { HTTPField.Name(name)! }
+
+    /// Sends a tus request and returns status and headers.
+    static func tus(_ client: some TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, token: String?,
+                    headers extra: [String: String] = [:], body: Data? = nil, version: String? = "1.0.0") async throws -> TestResponse {
+        var headers: HTTPFields = [:]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        if let version { headers[field("Tus-Resumable")] = version }
+        for (name, value) in extra { headers[field(name)] = value }
+        return try await client.executeRequest(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(data: $0) })
+    }
+
+    static func create(_ client: some TestClientProtocol, token: String, length: Int, metadata: String? = nil) async throws -> String {
+        var headers = ["Upload-Length": String(length)]
+        if let metadata { headers["Upload-Metadata"] = metadata }
+        let response = try await tus(client, .post, "/api/uploads", token: token, headers: headers)
+        #expect(response.status == .created)
+        return try #require(response.headers[.location])
+    }
+
+    static let octets = ["Content-Type": "application/offset+octet-stream"]
+
+    @Test("OPTIONS advertises the version, extensions, limit and checksum algorithms")
+    func discovery() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.maxUploadBytes = 1000 })
+        try await app.test(.router) { client in
+            let response = try await Self.tus(client, .options, "/api/uploads", token: nil, version: nil)
+            #expect(response.status == .noContent)
+            #expect(response.headers[Self.field("Tus-Version")] == "1.0.0")
+            #expect(response.headers[Self.field("Tus-Max-Size")] == "1000")
+            #expect(response.headers[Self.field("Tus-Checksum-Algorithm")] == "sha1,sha256,md5")
+            let extensions = response.headers[Self.field("Tus-Extension")] ?? ""
+            for name in ["creation", "creation-with-upload", "creation-defer-length", "termination", "checksum", "expiration"] {
+                #expect(extensions.split(separator: ",").contains(Substring(name)))
+            }
+        }
+    }
+
+    @Test("create, resume from HEAD, finish; checksums checked per chunk")
+    func uploadInChunks() async throws {
+        let configuration = try testConfiguration()
+        let app = try await buildApplication(configuration)
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let bytes = Data((0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            let location = try await Self.create(client, token: alice.access, length: bytes.count,
+                                                 metadata: "filename \(Data("a.bin".utf8).base64EncodedString()),filetype")
+            let first = bytes[0..<4000]
+            let sha1 = Data(Insecure.SHA1.hash(data: first)).base64EncodedString()
+            var patch = try await Self.tus(client, .patch, location, token: alice.access,
+                                           headers: Self.octets.merging(["Upload-Offset": "0", "Upload-Checksum": "sha1 \(sha1)"]) { $1 },
+                                           body: Data(first))
+            #expect(patch.status == .noContent)
+            #expect(patch.headers[Self.field("Upload-Offset")] == "4000")
+            #expect(patch.headers[Self.field("Upload-Expires")] != nil)
+
+            let head = try await Self.tus(client, .head, location, token: alice.access)
+            #expect(head.status == .ok)
+            #expect(head.headers[Self.field("Upload-Offset")] == "4000")
+            #expect(head.headers[Self.field("Upload-Length")] == "10000")
+            #expect(head.headers[.cacheControl] == "no-store")
+            #expect(head.headers[Self.field("Upload-Metadata")]?.hasPrefix("filename ") == true)
+
+            // A corrupted chunk: 460, discarded, offset unchanged.
+            let wrong = Data(Insecure.SHA1.hash(data: Data("other".utf8))).base64EncodedString()
+            patch = try await Self.tus(client, .patch, location, token: alice.access,
+                                       headers: Self.octets.merging(["Upload-Offset": "4000", "Upload-Checksum": "sha1 \(wrong)"]) { $1 },
+                                       body: Data(bytes[4000...]))
+            #expect(patch.status.code == 460)
+            #expect(try await Self.tus(client, .head, location, token: alice.access).headers[Self.field("Upload-Offset")] == "4000")
+
+            let sha256 = Data(SHA256.hash(data: bytes[4000...])).base64EncodedString()
+            patch = try await Self.tus(client, .patch, location, token: alice.access,
+                                       headers: Self.octets.merging(["Upload-Offset": "4000", "Upload-Checksum": "sha256 \(sha256)"]) { $1 },
+                                       body: Data(bytes[4000...]))
+            #expect(patch.status == .noContent)
+            #expect(patch.headers[Self.field("Upload-Offset")] == "10000")
+            let id = String(location.split(separator: "/").last!)
+            let stored = try Data(contentsOf: URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("uploads/\(id)"))
+            #expect(stored == bytes)
+        }
+    }
+
+    @Test("bad requests: version, offset, content type, lengths, metadata, checksum syntax, other users")
+    func badRequests() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.maxUploadBytes = 5000 })
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let mallory = try await client.register("mallory")
+            #expect(try await Self.tus(client, .post, "/api/uploads", token: alice.access, headers: ["Upload-Length": "10"], version: "0.2.2").status == .preconditionFailed)
+            #expect(try await Self.tus(client, .post, "/api/uploads", token: alice.access).status == .badRequest)
+            #expect(try await Self.tus(client, .post, "/api/uploads", token: alice.access, headers: ["Upload-Length": "-1"]).status == .badRequest)
+            #expect(try await Self.tus(client, .post, "/api/uploads", token: alice.access, headers: ["Upload-Length": "5001"]).status == .contentTooLarge)
+            #expect(try await Self.tus(client, .post, "/api/uploads", token: alice.access,
+                                       headers: ["Upload-Length": "10", "Upload-Metadata": "name !!notbase64"]).status == .badRequest)
+            #expect(try await Self.tus(client, .post, "/api/uploads", token: alice.access,
+                                       headers: ["Upload-Length": "10", "Upload-Metadata": "room_id \(Data("999".utf8).base64EncodedString())"]).status == .notFound)
+            #expect(try await Self.tus(client, .post, "/api/uploads", token: nil, headers: ["Upload-Length": "10"]).status == .unauthorized)
+
+            let location = try await Self.create(client, token: alice.access, length: 10)
+            let body = Data(repeating: 7, count: 10)
+            #expect(try await Self.tus(client, .patch, location, token: alice.access, headers: Self.octets.merging(["Upload-Offset": "3"]) { $1 }, body: body).status == .conflict)
+            #expect(try await Self.tus(client, .patch, location, token: alice.access, headers: ["Content-Type": "application/json", "Upload-Offset": "0"], body: body).status == .unsupportedMediaType)
+            #expect(try await Self.tus(client, .patch, location, token: alice.access, headers: Self.octets.merging(["Upload-Offset": "0"]) { $1 }, body: Data(repeating: 1, count: 11)).status == .contentTooLarge)
+            #expect(try await Self.tus(client, .patch, location, token: alice.access, headers: Self.octets.merging(["Upload-Offset": "0", "Upload-Checksum": "crc32 AAAA"]) { $1 }, body: body).status == .badRequest)
+            #expect(try await Self.tus(client, .head, location, token: alice.access).headers[Self.field("Upload-Offset")] == "0")
+            // Someone else's upload does not exist for them.
+            #expect(try await Self.tus(client, .head, location, token: mallory.access).status == .notFound)
+            #expect(try await Self.tus(client, .patch, location, token: mallory.access, headers: Self.octets.merging(["Upload-Offset": "0"]) { $1 }, body: body).status == .notFound)
+            #expect(try await Self.tus(client, .delete, location, token: mallory.access).status == .notFound)
+            #expect(try await Self.tus(client, .head, "/api/uploads/nope", token: alice.access).status == .notFound)
+        }
+    }
+
+    @Test("creation-with-upload, deferred length, termination")
+    func extensions() async throws {
+        let app = try await buildApplication(try testConfiguration())
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let created = try await Self.tus(client, .post, "/api/uploads", token: alice.access,
+                                             headers: Self.octets.merging(["Upload-Length": "6"]) { $1 }, body: Data("hello!".utf8))
+            #expect(created.status == .created)
+            #expect(created.headers[Self.field("Upload-Offset")] == "6")
+
+            let deferred = try await Self.tus(client, .post, "/api/uploads", token: alice.access, headers: ["Upload-Defer-Length": "1"])
+            let location = try #require(deferred.headers[.location])
+            #expect(try await Self.tus(client, .head, location, token: alice.access).headers[Self.field("Upload-Defer-Length")] == "1")
+            let patch = try await Self.tus(client, .patch, location, token: alice.access,
+                                           headers: Self.octets.merging(["Upload-Offset": "0", "Upload-Length": "3"]) { $1 }, body: Data("abc".utf8))
+            #expect(patch.status == .noContent)
+            #expect(try await Self.tus(client, .head, location, token: alice.access).headers[Self.field("Upload-Length")] == "3")
+
+            #expect(try await Self.tus(client, .delete, location, token: alice.access).status == .noContent)
+            #expect(try await Self.tus(client, .head, location, token: alice.access).status == .notFound)
+        }
+    }
+
+    @Test("an expired upload answers 410, and the sweeper deletes it and its bytes")
+    func expiration() async throws {
+        let configuration = try testConfiguration { $0.uploadExpirySeconds = 1 }
+        let services = try await ChatServices(configuration: configuration)
+        let app = try await buildApplication(configuration)
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let location = try await Self.create(client, token: alice.access, length: 100)
+            let id = String(location.split(separator: "/").last!)
+            try await Task.sleep(for: .milliseconds(1200))
+            #expect(try await Self.tus(client, .head, location, token: alice.access).status == .gone)
+            let removed = try await UploadSweeper(uploads: services.uploads, files: services.uploadFiles, interval: .seconds(60),
+                                                  logger: Logger(label: "test")).sweep()
+            #expect(removed == 1)
+            #expect(try await Self.tus(client, .head, location, token: alice.access).status == .notFound)
+            #expect(!FileManager.default.fileExists(atPath: services.uploadFiles.path(id)))
+        }
+    }
+}
+
+/// The official tus Python client (`tuspy`) against the live server.
+@Suite("tus with tuspy")
+struct TuspyTests {
+    static let script = #"""
+        import sys
+        from tusclient import client
+        port, token, path, chunk, stop_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+        tus = client.TusClient(f"http://127.0.0.1:{port}/api/uploads", headers={"Authorization": f"Bearer {token}"})
+        # First run: stop part-way, as a dropped connection or a killed app would.
+        first = tus.uploader(path, chunk_size=chunk, upload_checksum=True, metadata={"filename": "big.bin"})
+        first.upload(stop_at=stop_at)
+        print("stopped", first.offset, first.url, flush=True)
+        # A new uploader resumes the same URL from the server's offset.
+        second = tus.uploader(path, chunk_size=chunk, upload_checksum=True, url=first.url)
+        print("resumed-from", second.get_offset(), flush=True)
+        second.upload()
+        print("done", second.offset, second.url, flush=True)
+        """#
+
+    @Test("a 50 MB file in 5 MB chunks with checksums, interrupted and resumed, arrives intact")
+    func tuspyUpload() async throws {
+        let configuration = try testConfiguration()
+        let app = try await buildApplication(configuration)
+        let folder = try Fixtures.temporaryDirectory("tuspy")
+        let source = folder.appendingPathComponent("big.bin")
+        try Tool.text("sh", ["-c", "head -c \(50 << 20) /dev/urandom > '\(source.path)'"])
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let run = try Tool.run("python3", ["-c", Self.script, String(port), alice.access, source.path, String(5 << 20), String(20 << 20)])
+            #expect(run.status == 0, "\(run.stderr)")
+            let lines = run.stdout.split(separator: "\n")
+            #expect(lines.first?.hasPrefix("stopped 20971520") == true, "\(lines)")
+            #expect(lines.dropFirst().first == "resumed-from 20971520")
+            let done = try #require(lines.last?.split(separator: " "))
+            #expect(done.first == "done" && done[1] == "\(50 << 20)")
+            let id = String(done[2].split(separator: "/").last!)
+            let stored = URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("uploads/\(id)").path
+            #expect(try Tool.text("sha256sum", [stored]).prefix(64) == Tool.text("sha256sum", [source.path]).prefix(64))
+        }
+    }
+}
