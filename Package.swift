@@ -73,6 +73,7 @@ let package = Package(
         .target(
             name: "ChatServer",
             dependencies: [
+                "MediaPipeline",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import MediaPipeline
 import ServiceLifecycle
 
 /// Everything the server is made of, opened once: used by `buildApplication` and by the
@@ -17,6 +18,11 @@ public struct ChatServices: Sendable {
     let passwords: Passwords
     let uploads: any UploadRepository
     let uploadFiles: UploadFiles
+    let fileStore: FileStore
+    let completion: UploadCompletion
+
+    /// One pool of media worker threads for the process, however many apps tests build.
+    static let mediaWorkers = MediaWorkerPool()
 
     public init(configuration: ChatConfiguration) async throws {
         try configuration.validate()
@@ -31,11 +37,15 @@ public struct ChatServices: Sendable {
         passwords = Passwords(cost: UInt8(configuration.passwordHashCost))
         uploads = SQLiteUploadRepository(pool: database.pool)
         uploadFiles = try UploadFiles(dataDirectory: configuration.dataDirectory)
+        fileStore = try FileStore(pool: database.pool, dataDirectory: configuration.dataDirectory)
+        completion = UploadCompletion(uploads: uploads, files: uploadFiles, store: fileStore,
+                                      processor: MediaProcessor(pool: Self.mediaWorkers))
     }
 
     /// The service that deletes expired uploads.
     public func uploadSweeper(logger: Logger) -> some Service {
-        UploadSweeper(uploads: uploads, files: uploadFiles, interval: .seconds(configuration.uploadSweepIntervalSeconds), logger: logger)
+        UploadSweeper(uploads: uploads, files: uploadFiles, completion: completion,
+                      interval: .seconds(configuration.uploadSweepIntervalSeconds), logger: logger)
     }
 
     /// Creates an account (`mediagate user add`).
@@ -91,6 +101,7 @@ public struct ChatRouters {
         api.addRoutes(auth.authenticatedEndpoints, atPath: "auth")
         api.addRoutes(RoomController(rooms: services.rooms, users: services.users, hub: hub).endpoints, atPath: "rooms")
         let tus = TusController(uploads: services.uploads, files: services.uploadFiles, writers: UploadWriters(),
+                                completion: services.completion, store: services.fileStore,
                                 rooms: services.rooms, maxSize: configuration.maxUploadBytes,
                                 expiry: TimeInterval(configuration.uploadExpirySeconds))
         router.addRoutes(tus.publicEndpoints, atPath: "/api/uploads")

@@ -32,6 +32,17 @@ struct TusUploadTests {
 
     static let octets = ["Content-Type": "application/offset+octet-stream"]
 
+    /// Polls `GET location` until the pipeline has turned the upload into a file.
+    static func waitForFile(_ client: some TestClientProtocol, _ location: String, token: String) async throws -> JSONResponse {
+        for _ in 0..<500 {
+            let response = try await client.call(.get, location, token: token)
+            if response.status == .ok { return response }
+            #expect(response.status == .accepted, "\(response.object)")
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TimeoutError(description: "the upload was not processed")
+    }
+
     @Test("OPTIONS advertises the version, extensions, limit and checksum algorithms")
     func discovery() async throws {
         let app = try await buildApplication(try testConfiguration { $0.maxUploadBytes = 1000 })
@@ -87,9 +98,14 @@ struct TusUploadTests {
                                        body: Data(bytes[4000...]))
             #expect(patch.status == .noContent)
             #expect(patch.headers[Self.field("Upload-Offset")] == "10000")
-            let id = String(location.split(separator: "/").last!)
-            let stored = try Data(contentsOf: URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("uploads/\(id)"))
+            let ready = try await Self.waitForFile(client, location, token: alice.access)
+            let attachment = try #require(ready.object["attachment"] as? [String: Any])
+            let sha = try #require(attachment["sha256"] as? String)
+            #expect(sha == SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined())
+            let stored = try Data(contentsOf: URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("files/\(sha)"))
             #expect(stored == bytes)
+            #expect(attachment["filename"] as? String == "a.bin")
+            #expect(attachment["url"] as? String == "/api/files/\(ready.object["file_id"] as? String ?? "")")
         }
     }
 
@@ -147,6 +163,52 @@ struct TusUploadTests {
         }
     }
 
+    @Test("a completed upload goes through the pipeline: sniffed type, displayed size, one blob per content")
+    func pipelineOnCompletion() async throws {
+        let configuration = try testConfiguration()
+        let app = try await buildApplication(configuration)
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let photo = try Data(contentsOf: URL(fileURLWithPath: Fixtures.media("photo-exif-orientation-6.jpg")))
+            var fileIds = [String]()
+            for name in ["IMG_0001.jpg", "copy.jpg"] {
+                let created = try await Self.tus(client, .post, "/api/uploads", token: alice.access,
+                                                 headers: Self.octets.merging(["Upload-Length": String(photo.count),
+                                                                               "Upload-Metadata": "filename \(Data(name.utf8).base64EncodedString())"]) { $1 },
+                                                 body: photo)
+                let location = try #require(created.headers[.location])
+                let ready = try await Self.waitForFile(client, location, token: alice.access)
+                let attachment = try #require(ready.object["attachment"] as? [String: Any])
+                #expect(attachment["type"] as? String == "image")
+                #expect(attachment["mimeType"] as? String == "image/jpeg")
+                #expect(attachment["width"] as? Int == 300 && attachment["height"] as? Int == 400)
+                #expect(attachment["filename"] as? String == name)
+                #expect((attachment["thumbnailUrl"] as? String)?.hasSuffix("/thumbnail") == true)
+                fileIds.append(ready.object["file_id"] as? String ?? "")
+            }
+            #expect(Set(fileIds).count == 2)
+            let blobs = try FileManager.default.contentsOfDirectory(atPath: configuration.dataDirectory + "/files")
+            #expect(blobs.count == 1, "identical bytes are stored once: \(blobs)")
+
+            // HTML named .jpg: the bytes decide, the claim is recorded.
+            let html = Data("<html><script>alert(1)</script></html>".utf8)
+            let created = try await Self.tus(client, .post, "/api/uploads", token: alice.access,
+                                             headers: Self.octets.merging(["Upload-Length": String(html.count),
+                                                                           "Upload-Metadata": "filename \(Data("cat.jpg".utf8).base64EncodedString())"]) { $1 },
+                                             body: html)
+            let ready = try await Self.waitForFile(client, try #require(created.headers[.location]), token: alice.access)
+            let attachment = try #require(ready.object["attachment"] as? [String: Any])
+            #expect(attachment["mimeType"] as? String == "text/html")
+            #expect(attachment["type"] as? String == "file")
+            #expect(attachment["claimedMimeType"] as? String == "image/jpeg")
+            #expect(attachment["thumbnailUrl"] is NSNull)
+
+            // An unfinished upload has no result yet.
+            let unfinished = try await Self.create(client, token: alice.access, length: 10)
+            #expect(try await client.call(.get, unfinished, token: alice.access).status == .conflict)
+        }
+    }
+
     @Test("an expired upload answers 410, and the sweeper deletes it and its bytes")
     func expiration() async throws {
         let configuration = try testConfiguration { $0.uploadExpirySeconds = 1 }
@@ -158,7 +220,7 @@ struct TusUploadTests {
             let id = String(location.split(separator: "/").last!)
             try await Task.sleep(for: .milliseconds(1200))
             #expect(try await Self.tus(client, .head, location, token: alice.access).status == .gone)
-            let removed = try await UploadSweeper(uploads: services.uploads, files: services.uploadFiles, interval: .seconds(60),
+            let removed = try await UploadSweeper(uploads: services.uploads, files: services.uploadFiles, completion: nil, interval: .seconds(60),
                                                   logger: Logger(label: "test")).sweep()
             #expect(removed == 1)
             #expect(try await Self.tus(client, .head, location, token: alice.access).status == .notFound)
@@ -203,9 +265,12 @@ struct TuspyTests {
             #expect(lines.dropFirst().first == "resumed-from 20971520")
             let done = try #require(lines.last?.split(separator: " "))
             #expect(done.first == "done" && done[1] == "\(50 << 20)")
-            let id = String(done[2].split(separator: "/").last!)
-            let stored = URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("uploads/\(id)").path
-            #expect(try Tool.text("sha256sum", [stored]).prefix(64) == Tool.text("sha256sum", [source.path]).prefix(64))
+            let location = "/api/uploads/" + String(done[2].split(separator: "/").last!)
+            let ready = try await TusUploadTests.waitForFile(client, location, token: alice.access)
+            let sha = try #require((ready.object["attachment"] as? [String: Any])?["sha256"] as? String)
+            #expect(sha == String(try Tool.text("sha256sum", [source.path]).prefix(64)))
+            let stored = URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("files/\(sha)").path
+            #expect(try Tool.text("sha256sum", [stored]).prefix(64) == sha)
         }
     }
 }

@@ -77,6 +77,16 @@ struct UploadCrashTests {
 
         let resumed = try Tool.run("python3", ["-c", Self.upload, String(port), token, source, url])
         #expect(resumed.stdout.contains("done \(64 << 20)"), "\(resumed.stdout) \(resumed.stderr)")
-        #expect(try Tool.text("sha256sum", [stored]).prefix(64) == Tool.text("sha256sum", [source]).prefix(64))
+        // The completed upload becomes a stored file whose hash is the source's.
+        let expected = String(try Tool.text("sha256sum", [source]).prefix(64))
+        var attachmentHash: String?
+        for _ in 0..<300 where attachmentHash == nil {
+            let result = try ServeCommandTests.curl(["-H", "Authorization: Bearer \(token)", url])
+            attachmentHash = (result.body["attachment"] as? [String: Any])?["sha256"] as? String
+            if attachmentHash == nil { usleep(20_000) }
+        }
+        #expect(attachmentHash == expected)
+        let blob = ((data as NSString).appendingPathComponent("files") as NSString).appendingPathComponent(expected)
+        #expect(try Tool.text("sha256sum", [blob]).prefix(64) == expected)
     }
 }

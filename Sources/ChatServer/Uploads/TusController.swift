@@ -14,6 +14,8 @@ struct TusController: Sendable {
     let uploads: any UploadRepository
     let files: UploadFiles
     let writers: UploadWriters
+    let completion: UploadCompletion
+    let store: FileStore
     let rooms: any RoomRepository
     let maxSize: Int64
     let expiry: TimeInterval
@@ -39,6 +41,7 @@ struct TusController: Sendable {
         let routes = RouteCollection(context: AuthenticatedContext.self)
         routes.post(use: create)
         routes.head(":uploadId", use: status)
+        routes.get(":uploadId", use: result)
         routes.patch(":uploadId", use: append)
         routes.delete(":uploadId", use: terminate)
         return routes
@@ -97,6 +100,28 @@ struct TusController: Sendable {
         if let metadata = record.metadata { headers[.uploadMetadata] = metadata }
         if record.completedAt == nil { headers[.uploadExpires] = Self.httpDate(record.expiresAt) }
         return Response(status: .ok, headers: headers)
+    }
+
+    /// `GET`: what the upload became: 409 while bytes are missing, 202 while the pipeline
+    /// works, then 200 with the file id and its attachment.
+    @Sendable func result(_ request: Request, context: AuthenticatedContext) async throws -> Response {
+        let record = try await ownedUpload(context)
+        guard record.completedAt != nil else {
+            throw APIError(.conflict, code: "incomplete", "the upload is at \(record.offset) of \(record.length.map(String.init) ?? "?") bytes",
+                           headers: [.uploadOffset: String(record.offset)])
+        }
+        guard let fileId = record.fileId, let file = try await store.file(id: fileId) else {
+            return try Self.json(["status": .string("processing")], status: .accepted)
+        }
+        let attachment = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(file.attachment))
+        return try Self.json(["status": .string("ready"), "file_id": .string(file.id), "attachment": attachment,
+                              "error": file.errorCode.map { .string($0) } ?? .null], status: .ok)
+    }
+
+    static func json(_ object: [String: JSONValue], status: HTTPResponse.Status) throws -> Response {
+        let data = try JSONEncoder().encode(JSONValue.object(object))
+        return Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     /// `PATCH`: append bytes at the current offset.
@@ -180,7 +205,17 @@ struct TusController: Sendable {
             try await uploads.advance(id: record.id, to: offset, length: record.length, completedAt: complete ? Date() : nil)
             await writer.close()
             await writers.release(record.id, token)
-            if complete { context.logger.info("upload complete", metadata: ["upload": "\(record.id)", "bytes": "\(offset)"]) }
+            if complete {
+                context.logger.info("upload complete", metadata: ["upload": "\(record.id)", "bytes": "\(offset)"])
+                // The pipeline runs off the request: GET answers 202 until it is done. A crash
+                // before then is picked up by the sweeper's pass over unprocessed uploads.
+                let completion = self.completion, logger = context.logger
+                Task {
+                    do { try await completion.process(uploadId: record.id) } catch {
+                        logger.error("processing a completed upload failed", metadata: ["upload": "\(record.id)", "error": "\(error)"])
+                    }
+                }
+            }
             return offset
         } catch {
             // A dropped connection keeps what was synced earlier; this request's bytes past the

@@ -14,6 +14,8 @@ struct UploadRecord: Sendable, Equatable {
     var createdAt: Date
     var expiresAt: Date
     var completedAt: Date?
+    /// The stored file, once the pipeline has processed the completed upload.
+    var fileId: String? = nil
 }
 
 /// Upload state, stored so that a restarted server resumes where the disk says.
@@ -25,6 +27,9 @@ protocol UploadRepository: Sendable {
     func delete(id: String) async throws
     /// Unfinished uploads whose expiry has passed.
     func expired(at now: Date) async throws -> [String]
+    /// Completed uploads the pipeline has not turned into files yet (e.g. after a restart).
+    func unprocessed() async throws -> [String]
+    func setFile(uploadId: String, fileId: String) async throws
 }
 
 struct SQLiteUploadRepository: UploadRepository {
@@ -46,6 +51,23 @@ struct SQLiteUploadRepository: UploadRepository {
                 CREATE INDEX uploads_expiry ON uploads(expires_at) WHERE completed_at IS NULL;
                 """)
         }
+        migrator.registerMigration("v3: stored files") { db in
+            try db.execute(sql: """
+                ALTER TABLE uploads ADD COLUMN file_id TEXT;
+                -- One row per stored upload; identical bytes share one blob, files/<sha256>.
+                CREATE TABLE files (
+                    id TEXT PRIMARY KEY,
+                    upload_id TEXT UNIQUE,
+                    owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    sha256 TEXT NOT NULL,
+                    size INTEGER NOT NULL,
+                    attachment TEXT NOT NULL,
+                    error_code TEXT,
+                    created_at REAL NOT NULL
+                );
+                CREATE INDEX files_sha256 ON files(sha256);
+                """)
+        }
     }
 
     func create(_ record: UploadRecord) async throws {
@@ -63,7 +85,8 @@ struct SQLiteUploadRepository: UploadRepository {
                 UploadRecord(id: row["id"], userId: row["user_id"], length: row["length"], offset: row["offset"],
                              metadata: row["metadata"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
                              expiresAt: Date(timeIntervalSince1970: row["expires_at"]),
-                             completedAt: (row["completed_at"] as Double?).map(Date.init(timeIntervalSince1970:)))
+                             completedAt: (row["completed_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                             fileId: row["file_id"])
             }
         }
     }
@@ -78,6 +101,18 @@ struct SQLiteUploadRepository: UploadRepository {
 
     func delete(id: String) async throws {
         try await pool.write { db in try db.execute(sql: "DELETE FROM uploads WHERE id = ?", arguments: [id]) }
+    }
+
+    func unprocessed() async throws -> [String] {
+        try await pool.read { db in
+            try String.fetchAll(db, sql: "SELECT id FROM uploads WHERE completed_at IS NOT NULL AND file_id IS NULL")
+        }
+    }
+
+    func setFile(uploadId: String, fileId: String) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE uploads SET file_id = ? WHERE id = ?", arguments: [fileId, uploadId])
+        }
     }
 
     func expired(at now: Date) async throws -> [String] {

@@ -7,12 +7,15 @@ import ServiceLifecycle
 struct UploadSweeper: Service {
     let uploads: any UploadRepository
     let files: UploadFiles
+    /// Also finishes uploads that completed but were not processed (a restart in between).
+    let completion: UploadCompletion?
     let interval: Duration
     let logger: Logger
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
+                await completion?.processPending()
                 _ = try? await sweep()
                 try? await Task.sleep(for: interval)
             }

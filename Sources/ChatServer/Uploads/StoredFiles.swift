@@ -1,0 +1,94 @@
+import Foundation
+import GRDB
+import MediaPipeline
+import NIOPosix
+
+/// A file the server keeps: the pipeline's `Attachment` and where its bytes are.
+struct StoredFile: Sendable, Equatable {
+    var id: String
+    var uploadId: String?
+    var ownerId: Int64
+    var sha256: String
+    var size: Int64
+    var attachment: Attachment
+    /// Set when the pipeline could not fully analyse the bytes (they are kept all the same).
+    var errorCode: String?
+}
+
+/// Stored files and their blobs, `files/<sha256>`: identical content is kept once.
+struct FileStore: Sendable {
+    let pool: DatabasePool
+    let directory: String
+    var threadPool: NIOThreadPool = .singleton
+
+    init(pool: DatabasePool, dataDirectory: String) throws {
+        self.pool = pool
+        directory = (dataDirectory as NSString).appendingPathComponent("files")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    func blobPath(sha256: String) -> String { (directory as NSString).appendingPathComponent(sha256) }
+
+    /// Moves `source` into the blob store under its hash (or drops it if those bytes are
+    /// already there), then records the file.
+    func store(from source: String, uploadId: String, ownerId: Int64, report: MediaReport) async throws -> StoredFile {
+        let sha256 = report.attachment.sha256 ?? ""
+        let target = blobPath(sha256: sha256)
+        try await threadPool.runIfActive {
+            if FileManager.default.fileExists(atPath: target) {
+                _ = unlink(source)
+            } else if rename(source, target) != 0 {
+                throw UploadFileError.system("rename", errno)
+            }
+        }
+        let id = TokenService.randomToken()
+        var attachment = report.attachment
+        attachment.url = "/api/files/\(id)"
+        // Pictures, videos, PDFs and audio with cover art have something to draw.
+        let hasPicture = attachment.blurhash != nil
+        attachment.thumbnailUrl = hasPicture ? "/api/files/\(id)/thumbnail" : nil
+        let file = StoredFile(id: id, uploadId: uploadId, ownerId: ownerId, sha256: sha256, size: Int64(attachment.size ?? 0),
+                              attachment: attachment, errorCode: report.error?.code.description)
+        let json = String(decoding: try JSONEncoder().encode(attachment), as: UTF8.self)
+        try await pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO files (id, upload_id, owner_id, sha256, size, attachment, error_code, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [file.id, uploadId, ownerId, sha256, file.size, json, file.errorCode, Date().timeIntervalSince1970])
+        }
+        return file
+    }
+
+    func file(id: String) async throws -> StoredFile? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM files WHERE id = ?", arguments: [id]).map { row in
+                let attachment = try JSONDecoder().decode(Attachment.self, from: Data((row["attachment"] as String).utf8))
+                return StoredFile(id: row["id"], uploadId: row["upload_id"], ownerId: row["owner_id"], sha256: row["sha256"],
+                                  size: row["size"], attachment: attachment, errorCode: row["error_code"])
+            }
+        }
+    }
+}
+
+/// Turns completed uploads into stored files through the media pipeline, off the request path.
+struct UploadCompletion: Sendable {
+    let uploads: any UploadRepository
+    let files: UploadFiles
+    let store: FileStore
+    let processor: MediaProcessor
+
+    /// Processes one completed upload; safe to call again for the same one.
+    func process(uploadId: String) async throws {
+        guard let record = try await uploads.upload(id: uploadId), record.completedAt != nil, record.fileId == nil else { return }
+        let metadata = (try? TusController.parseMetadata(record.metadata)) ?? [:]
+        let report = try await processor.probe(fileAt: files.path(uploadId), filename: metadata["filename"] ?? "file")
+        let file = try await store.store(from: files.path(uploadId), uploadId: uploadId, ownerId: record.userId, report: report)
+        try await uploads.setFile(uploadId: uploadId, fileId: file.id)
+    }
+
+    /// Processes whatever completed without being processed (a restart in between).
+    func processPending() async {
+        for id in (try? await uploads.unprocessed()) ?? [] {
+            try? await process(uploadId: id)
+        }
+    }
+}
