@@ -20,6 +20,7 @@ public struct ChatServices: Sendable {
     let uploadFiles: UploadFiles
     let fileStore: FileStore
     let completion: UploadCompletion
+    let urlSigner: URLSigner
 
     /// One pool of media worker threads for the process, however many apps tests build.
     static let mediaWorkers = MediaWorkerPool()
@@ -40,6 +41,7 @@ public struct ChatServices: Sendable {
         fileStore = try FileStore(pool: database.pool, dataDirectory: configuration.dataDirectory)
         completion = UploadCompletion(uploads: uploads, files: uploadFiles, store: fileStore,
                                       processor: MediaProcessor(pool: Self.mediaWorkers))
+        urlSigner = try URLSigner(directory: configuration.dataDirectory, lifetime: TimeInterval(configuration.signedURLSeconds))
     }
 
     /// The service that deletes expired uploads.
@@ -78,6 +80,7 @@ public struct ChatRouters {
         let configuration = services.configuration
         let hub = ChatHub(typingTimeout: .seconds(configuration.typingTimeoutSeconds))
         let messageService = MessageService(rooms: services.rooms, messages: services.messages, hub: hub,
+                                            files: services.fileStore, signer: services.urlSigner,
                                             maxMessageLength: configuration.maxMessageLength)
 
         let router = Router(context: ChatRequestContext.self)
@@ -99,12 +102,15 @@ public struct ChatRouters {
             .add(middleware: AccessTokenMiddleware(tokens: services.tokens))
             .group(context: AuthenticatedContext.self)
         api.addRoutes(auth.authenticatedEndpoints, atPath: "auth")
-        api.addRoutes(RoomController(rooms: services.rooms, users: services.users, hub: hub).endpoints, atPath: "rooms")
+        api.addRoutes(RoomController(rooms: services.rooms, users: services.users, hub: hub, signer: services.urlSigner).endpoints, atPath: "rooms")
         let tus = TusController(uploads: services.uploads, files: services.uploadFiles, writers: UploadWriters(),
                                 completion: services.completion, store: services.fileStore,
                                 rooms: services.rooms, maxSize: configuration.maxUploadBytes,
                                 expiry: TimeInterval(configuration.uploadExpirySeconds))
         router.addRoutes(tus.publicEndpoints, atPath: "/api/uploads")
+        // Files check a Bearer token or a signed URL themselves: AsyncImage sends no header.
+        router.addRoutes(FileController(store: services.fileStore, tokens: services.tokens, signer: services.urlSigner).endpoints,
+                         atPath: "/api/files")
         api.addRoutes(tus.endpoints, atPath: "uploads")
         api.addRoutes(MessageController(rooms: services.rooms, messages: services.messages, service: messageService,
                                         maxPage: configuration.maxHistoryPage).endpoints, atPath: "messages")

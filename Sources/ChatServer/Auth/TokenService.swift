@@ -46,8 +46,8 @@ public struct TokenService: Sendable {
                             accessLifetime: configuration.accessTokenSeconds, refreshLifetime: configuration.refreshTokenSeconds)
     }
 
-    static func signingKey(in directory: String) throws -> Data {
-        let path = (directory as NSString).appendingPathComponent("jwt-signing-key")
+    static func signingKey(in directory: String, name: String = "jwt-signing-key") throws -> Data {
+        let path = (directory as NSString).appendingPathComponent(name)
         if let existing = FileManager.default.contents(atPath: path), existing.count >= 32 {
             return existing
         }

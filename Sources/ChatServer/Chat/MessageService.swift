@@ -5,6 +5,8 @@ struct MessageService: Sendable {
     let rooms: any RoomRepository
     let messages: any MessageRepository
     let hub: ChatHub
+    let files: FileStore
+    let signer: URLSigner
     let maxMessageLength: Int
 
     struct Posted {
@@ -26,17 +28,18 @@ struct MessageService: Sendable {
         guard text.count <= maxMessageLength else {
             throw APIError.tooLarge("messages are at most \(maxMessageLength) characters")
         }
+        var file: StoredFile?
         if let attachment, attachment != .null {
-            // Files arrive with uploads (#4); until a file can be stored, no attachment can name one.
-            _ = attachment
-            throw APIError.unprocessable("the attachment does not name a file stored on this server")
+            file = try await resolve(attachment, sender: sender, roomId: roomId)
         }
-        guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        guard file != nil || !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw APIError.unprocessable("a message needs text or an attachment")
         }
+        // The stored attachment is the server's own record of the file, never the client's claims.
+        let attachmentJSON = try file.map { String(decoding: try JSONEncoder().encode($0.attachment), as: UTF8.self) }
         let (stored, isNew) = try await messages.insert(roomId: roomId, sender: sender, content: text, clientId: clientId,
-                                                        attachmentJSON: nil, now: Date())
-        let json = MessageJSON(stored)
+                                                        attachmentJSON: attachmentJSON, fileId: file?.id, now: Date())
+        let json = MessageJSON(stored, signer: signer)
         let frame = String(decoding: try JSONEncoder().encode(json), as: UTF8.self)
         if isNew {
             await hub.stopTyping(roomId: roomId, user: sender)
@@ -51,5 +54,19 @@ struct MessageService: Sendable {
             }
         }
         return Posted(message: json, frame: frame, isNew: isNew)
+    }
+
+    /// The stored file an attachment names, by `file_id` or by its `url` (`/api/files/{id}…`),
+    /// if the sender uploaded it or it was already posted in this room.
+    private func resolve(_ attachment: JSONValue, sender: User, roomId: Int64) async throws -> StoredFile {
+        let fromURL = attachment["url"]?.string.flatMap { url -> String? in
+            guard let range = url.range(of: "/api/files/") else { return nil }
+            return url[range.upperBound...].split(whereSeparator: { $0 == "/" || $0 == "?" }).first.map(String.init)
+        }
+        guard let fileId = attachment["file_id"]?.string ?? fromURL, let file = try await files.file(id: fileId),
+              try await files.canRead(fileId: fileId, userId: sender.id) else {
+            throw APIError.unprocessable("the attachment does not name a file you uploaded or can see")
+        }
+        return file
     }
 }

@@ -36,6 +36,8 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var uploadExpirySeconds: Int = 24 * 3600
     /// Seconds between two sweeps for expired uploads.
     public var uploadSweepIntervalSeconds: Int = 300
+    /// Seconds a signed file URL stays valid.
+    public var signedURLSeconds: Int = 24 * 3600
 
     public init() {}
 
@@ -63,6 +65,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         maxUploadBytes = try value(.maxUploadBytes, maxUploadBytes)
         uploadExpirySeconds = try value(.uploadExpirySeconds, uploadExpirySeconds)
         uploadSweepIntervalSeconds = try value(.uploadSweepIntervalSeconds, uploadSweepIntervalSeconds)
+        signedURLSeconds = try value(.signedURLSeconds, signedURLSeconds)
     }
 
     /// Reads a JSON configuration file over the defaults.

@@ -31,7 +31,7 @@ struct MessageController: Sendable {
             return min(value, maxPage)
         } ?? 50
         guard try await rooms.isMember(roomId: roomId, userId: context.user.id) else { throw APIError.notFound("no such room") }
-        return try await messages.history(roomId: roomId, before: before, limit: limit).map(MessageJSON.init)
+        return try await messages.history(roomId: roomId, before: before, limit: limit).map { MessageJSON($0, signer: service.signer) }
     }
 
     /// `POST /api/messages`: 201 with the stored message, or 200 with the one already stored

@@ -8,6 +8,7 @@ struct RoomController: Sendable {
     let rooms: any RoomRepository
     let users: any UserRepository
     let hub: ChatHub
+    let signer: URLSigner
 
     var endpoints: RouteCollection<AuthenticatedContext> {
         let routes = RouteCollection(context: AuthenticatedContext.self)
@@ -22,7 +23,7 @@ struct RoomController: Sendable {
     }
 
     @Sendable func list(_ request: Request, context: AuthenticatedContext) async throws -> [RoomJSON] {
-        try await rooms.summaries(userId: context.user.id).map { RoomJSON($0.room, summary: $0) }
+        try await rooms.summaries(userId: context.user.id).map { RoomJSON($0.room, summary: $0, signer: signer) }
     }
 
     @Sendable func create(_ request: Request, context: AuthenticatedContext) async throws -> EditedResponse<RoomJSON> {

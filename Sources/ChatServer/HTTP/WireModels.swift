@@ -63,7 +63,7 @@ struct RoomJSON: ResponseEncodable {
     var unread_count: Int?
     var last_message: MessageJSON?
 
-    init(_ room: Room, summary: RoomSummary? = nil) {
+    init(_ room: Room, summary: RoomSummary? = nil, signer: URLSigner? = nil) {
         id = room.id
         name = room.name
         is_private = room.isPrivate
@@ -71,7 +71,7 @@ struct RoomJSON: ResponseEncodable {
         created_at = Timestamp.string(room.createdAt)
         member_count = summary?.memberCount
         unread_count = summary?.unreadCount
-        last_message = summary?.lastMessage.map(MessageJSON.init)
+        last_message = summary?.lastMessage.map { MessageJSON($0, signer: signer) }
     }
 }
 
@@ -105,7 +105,9 @@ struct MessageJSON: Codable, Equatable, ResponseEncodable {
     var mime_type: String?
     var client_id: String?
 
-    init(_ stored: StoredMessage) {
+    /// - Parameter signer: signs the attachment's `url` and `thumbnailUrl`, so that clients that
+    ///   load them without headers (`AsyncImage`) can.
+    init(_ stored: StoredMessage, signer: URLSigner? = nil) {
         id = stored.id
         room_id = stored.roomId
         sender = stored.senderName
@@ -114,7 +116,14 @@ struct MessageJSON: Codable, Equatable, ResponseEncodable {
         message = stored.content
         timestamp = Timestamp.string(stored.createdAt)
         client_id = stored.clientId
-        let attachment = stored.attachmentJSON.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+        var attachment = stored.attachmentJSON.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+        if let signer, let fileId = stored.fileId, case .object(var fields) = attachment {
+            fields["url"] = .string(signer.sign("/api/files/\(fileId)", fileId: fileId, variant: "original"))
+            if fields["thumbnailUrl"]?.string != nil {
+                fields["thumbnailUrl"] = .string(signer.sign("/api/files/\(fileId)/thumbnail", fileId: fileId, variant: "thumbnail"))
+            }
+            attachment = .object(fields)
+        }
         self.attachment = attachment
         message_type = attachment?["type"]?.string ?? "text"
         file_url = attachment?["url"]?.string

@@ -24,6 +24,8 @@ public struct StoredMessage: Sendable, Equatable {
     public var clientId: String?
     /// The attachment as JSON, kept verbatim from when it was validated.
     public var attachmentJSON: String?
+    /// The stored file the attachment names.
+    public var fileId: String?
     public var createdAt: Date
 }
 

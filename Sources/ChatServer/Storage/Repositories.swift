@@ -45,7 +45,8 @@ public protocol RoomRepository: Sendable {
 /// Chat history.
 public protocol MessageRepository: Sendable {
     /// Stores a message, or returns the one already stored under the sender's `clientId`.
-    func insert(roomId: Int64, sender: User, content: String, clientId: String?, attachmentJSON: String?, now: Date) async throws -> (StoredMessage, isNew: Bool)
+    func insert(roomId: Int64, sender: User, content: String, clientId: String?, attachmentJSON: String?, fileId: String?,
+                now: Date) async throws -> (StoredMessage, isNew: Bool)
     /// Messages older than `before` (newest first), at most `limit`.
     func history(roomId: Int64, before: Int64?, limit: Int) async throws -> [StoredMessage]
     func message(id: Int64) async throws -> StoredMessage?

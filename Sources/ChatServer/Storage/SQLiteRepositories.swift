@@ -184,14 +184,14 @@ struct SQLiteMessageRepository: MessageRepository {
     static func message(_ row: Row) -> StoredMessage {
         StoredMessage(id: row["id"], roomId: row["room_id"], senderId: row["sender_id"], senderName: row["sender_name"],
                       content: row["content"], clientId: row["client_id"], attachmentJSON: row["attachment"],
-                      createdAt: Date(timeIntervalSince1970: row["created_at"]))
+                      fileId: row["file_id"], createdAt: Date(timeIntervalSince1970: row["created_at"]))
     }
 
     static func fetch(_ db: Database, id: Int64) throws -> StoredMessage? {
         try Row.fetchOne(db, sql: "\(select) WHERE messages.id = ?", arguments: [id]).map(message)
     }
 
-    func insert(roomId: Int64, sender: User, content: String, clientId: String?, attachmentJSON: String?,
+    func insert(roomId: Int64, sender: User, content: String, clientId: String?, attachmentJSON: String?, fileId: String?,
                 now: Date) async throws -> (StoredMessage, isNew: Bool) {
         try await pool.write { db in
             if let clientId, let existing = try Row.fetchOne(
@@ -199,14 +199,14 @@ struct SQLiteMessageRepository: MessageRepository {
                 return (Self.message(existing), false)
             }
             try db.execute(sql: """
-                INSERT INTO messages (room_id, sender_id, content, client_id, attachment, created_at) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [roomId, sender.id, content, clientId, attachmentJSON, now.timeIntervalSince1970])
+                INSERT INTO messages (room_id, sender_id, content, client_id, attachment, file_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [roomId, sender.id, content, clientId, attachmentJSON, fileId, now.timeIntervalSince1970])
             let id = db.lastInsertedRowID
             // The sender has read their own message.
             try db.execute(sql: "UPDATE room_members SET last_read_message_id = ? WHERE room_id = ? AND user_id = ?",
                            arguments: [id, roomId, sender.id])
             return (StoredMessage(id: id, roomId: roomId, senderId: sender.id, senderName: sender.username, content: content,
-                                  clientId: clientId, attachmentJSON: attachmentJSON, createdAt: now), true)
+                                  clientId: clientId, attachmentJSON: attachmentJSON, fileId: fileId, createdAt: now), true)
         }
     }
 

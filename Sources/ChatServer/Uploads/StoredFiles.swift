@@ -58,6 +58,17 @@ struct FileStore: Sendable {
         return file
     }
 
+    /// Whether `userId` uploaded the file or is in a room where a message carries it.
+    func canRead(fileId: String, userId: Int64) async throws -> Bool {
+        try await pool.read { db in
+            try Bool.fetchOne(db, sql: """
+                SELECT EXISTS (SELECT 1 FROM files WHERE id = ? AND owner_id = ?)
+                    OR EXISTS (SELECT 1 FROM messages JOIN room_members ON room_members.room_id = messages.room_id
+                               WHERE messages.file_id = ? AND room_members.user_id = ?)
+                """, arguments: [fileId, userId, fileId, userId]) ?? false
+        }
+    }
+
     func file(id: String) async throws -> StoredFile? {
         try await pool.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM files WHERE id = ?", arguments: [id]).map { row in

@@ -68,6 +68,12 @@ struct SQLiteUploadRepository: UploadRepository {
                 CREATE INDEX files_sha256 ON files(sha256);
                 """)
         }
+        migrator.registerMigration("v4: files in messages") { db in
+            try db.execute(sql: """
+                ALTER TABLE messages ADD COLUMN file_id TEXT;
+                CREATE INDEX messages_file ON messages(file_id) WHERE file_id IS NOT NULL;
+                """)
+        }
     }
 
     func create(_ record: UploadRecord) async throws {

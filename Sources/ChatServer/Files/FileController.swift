@@ -1,0 +1,117 @@
+import Foundation
+import Hummingbird
+import HTTPTypes
+import MediaPipeline
+
+/// `GET`/`HEAD /api/files/{fileId}`: a stored file, to the members of a room it was posted in
+/// (and its uploader) with a Bearer token, or to anyone holding a signed URL.
+///
+/// Served with the sniffed type, `nosniff`, a sandboxing CSP, an ETag from the SHA-256,
+/// single-range `Range` support, and `Content-Disposition: inline` only for types a browser
+/// shows without running them; everything else (HTML, SVG, XML, …) is an attachment.
+struct FileController: Sendable {
+    let store: FileStore
+    let tokens: TokenService
+    let signer: URLSigner
+    let fileIO = FileIO()
+
+    /// Types shown inline. Anything a browser could execute or parse as a document is absent.
+    static let inlineTypes: Set<String> = [
+        "image/jpeg", "image/png", "image/gif", "image/webp", "image/avif", "image/heic", "image/heif", "image/bmp",
+        "video/mp4", "video/webm", "video/quicktime", "audio/mpeg", "audio/mp4", "audio/ogg", "audio/webm",
+        "audio/flac", "audio/x-flac", "audio/x-wav", "audio/aac", "application/pdf",
+    ]
+
+    var endpoints: RouteCollection<ChatRequestContext> {
+        let routes = RouteCollection(context: ChatRequestContext.self)
+        routes.get(":fileId", use: serve)
+        routes.head(":fileId", use: serve)
+        return routes
+    }
+
+    @Sendable func serve(_ request: Request, context: ChatRequestContext) async throws -> Response {
+        guard let id = context.parameters.get("fileId"), let file = try await store.file(id: id) else {
+            throw APIError.notFound("no such file")
+        }
+        try await authorise(request, file: file)
+        let mimeType = file.attachment.mimeType ?? "application/octet-stream"
+        let etag = "\"\(file.sha256)\""
+        var headers: HTTPFields = [
+            .contentType: mimeType,
+            .eTag: etag,
+            .cacheControl: "private, max-age=31536000, immutable",
+            .acceptRanges: "bytes",
+            HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+            .contentSecurityPolicy: "sandbox; default-src 'none'",
+            .contentDisposition: Self.disposition(for: file.attachment, mimeType: mimeType),
+        ]
+        if let match = request.headers[.ifNoneMatch], match.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag || $0 == "*" }) {
+            return Response(status: .notModified, headers: headers)
+        }
+        let size = Int(file.size)
+        let path = store.blobPath(sha256: file.sha256)
+        var status = HTTPResponse.Status.ok
+        var range = 0...max(0, size - 1)
+        if let header = request.headers[.range] {
+            switch Self.parseRange(header, size: size) {
+            case .some(.some(let satisfiable)):
+                range = satisfiable
+                status = .partialContent
+                headers[.contentRange] = "bytes \(satisfiable.lowerBound)-\(satisfiable.upperBound)/\(size)"
+            case .some(.none):
+                headers[.contentRange] = "bytes */\(size)"
+                return Response(status: .rangeNotSatisfiable, headers: headers)
+            case .none:
+                break // not a single byte range we understand: the whole file
+            }
+        }
+        headers[.contentLength] = String(size == 0 ? 0 : range.count)
+        if request.method == .head || size == 0 {
+            return Response(status: status, headers: headers)
+        }
+        let body = try await fileIO.loadFile(path: path, range: range, context: context)
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    /// Signed URL, else Bearer token of the uploader or of a member of a room it was posted in.
+    private func authorise(_ request: Request, file: StoredFile) async throws {
+        let query = request.uri.queryParameters
+        if query["sig"] != nil || query["exp"] != nil {
+            switch signer.verify(fileId: file.id, variant: "original", expiry: query["exp"].map(String.init), signature: query["sig"].map(String.init)) {
+            case .valid: return
+            case .expired: throw APIError.forbidden("the signed URL has expired")
+            case .invalid: throw APIError.forbidden("the URL's signature is not valid")
+            }
+        }
+        guard let token = AccessTokenMiddleware.token(in: request) else { throw APIError.unauthorized("an access token or a signed URL is required") }
+        let (user, _) = try await tokens.verify(accessToken: token)
+        guard try await store.canRead(fileId: file.id, userId: user.id) else { throw APIError.notFound("no such file") }
+    }
+
+    static func disposition(for attachment: Attachment, mimeType: String) -> String {
+        let name = FileName.sanitized(attachment.filename)
+        let ascii = String(name.unicodeScalars.map { $0.isASCII && $0 != "\"" && $0 != "\\" ? Character($0) : "_" })
+        let encoded = name.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: ".-_"))) ?? ascii
+        let kind = inlineTypes.contains(mimeType) ? "inline" : "attachment"
+        return "\(kind); filename=\"\(ascii)\"; filename*=UTF-8''\(encoded)"
+    }
+
+    /// nil: no usable single range (serve everything); .some(nil): unsatisfiable (416).
+    static func parseRange(_ header: String, size: Int) -> ClosedRange<Int>?? {
+        guard header.hasPrefix("bytes="), !header.contains(",") else { return nil }
+        let spec = header.dropFirst(6).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard spec.count == 2 else { return nil }
+        let first = Int(spec[0].trimmingCharacters(in: .whitespaces)), last = Int(spec[1].trimmingCharacters(in: .whitespaces))
+        switch (first, last) {
+        case (let start?, let end):
+            guard start < size else { return .some(nil) }
+            let stop = min(end ?? size - 1, size - 1)
+            return stop >= start ? .some(start...stop) : nil
+        case (nil, let suffix?):
+            guard suffix > 0, size > 0 else { return .some(nil) }
+            return .some(max(0, size - suffix)...(size - 1))
+        default:
+            return nil
+        }
+    }
+}

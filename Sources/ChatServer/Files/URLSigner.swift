@@ -1,0 +1,47 @@
+import Crypto
+import Foundation
+
+/// Signs file URLs so that a client that cannot send headers (the seed's `AsyncImage(url:)`)
+/// can fetch a file: HMAC-SHA256 over the file id, the variant and an expiry.
+///
+/// The key lives in the data directory (`url-signing-key`, generated on first run). To rotate,
+/// rename it to `url-signing-key.previous` and restart: new URLs use a new key and URLs signed
+/// with the previous one keep working until they expire.
+struct URLSigner: Sendable {
+    private let current: SymmetricKey
+    private let previous: SymmetricKey?
+    let lifetime: TimeInterval
+
+    init(directory: String, lifetime: TimeInterval) throws {
+        current = SymmetricKey(data: try TokenService.signingKey(in: directory, name: "url-signing-key"))
+        let previousPath = (directory as NSString).appendingPathComponent("url-signing-key.previous")
+        previous = FileManager.default.contents(atPath: previousPath).map { SymmetricKey(data: $0) }
+        self.lifetime = lifetime
+    }
+
+    /// `path?exp=…&sig=…` for `fileId` and `variant` ("original", "thumbnail").
+    func sign(_ path: String, fileId: String, variant: String, now: Date = Date()) -> String {
+        let expiry = Int(now.timeIntervalSince1970 + lifetime)
+        return "\(path)?exp=\(expiry)&sig=\(Self.mac(current, fileId: fileId, variant: variant, expiry: expiry))"
+    }
+
+    enum Verdict: Equatable { case valid, expired, invalid }
+
+    func verify(fileId: String, variant: String, expiry: String?, signature: String?, now: Date = Date()) -> Verdict {
+        guard let expiry, let expiryValue = Int(expiry), let signature else { return .invalid }
+        let matches = [current, previous].compactMap { $0 }.contains { key in
+            // Constant-time comparison of the MACs.
+            let expected = Array(Self.mac(key, fileId: fileId, variant: variant, expiry: expiryValue).utf8)
+            let given = Array(signature.utf8)
+            return expected.count == given.count && zip(expected, given).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+        }
+        guard matches else { return .invalid }
+        return Double(expiryValue) >= now.timeIntervalSince1970 ? .valid : .expired
+    }
+
+    private static func mac(_ key: SymmetricKey, fileId: String, variant: String, expiry: Int) -> String {
+        let code = HMAC<SHA256>.authenticationCode(for: Data("\(fileId):\(variant):\(expiry)".utf8), using: key)
+        return Data(code).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+}
