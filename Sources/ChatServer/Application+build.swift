@@ -21,9 +21,12 @@ public struct ChatServices: Sendable {
     let fileStore: FileStore
     let completion: UploadCompletion
     let urlSigner: URLSigner
+    let thumbnails: Thumbnails
 
     /// One pool of media worker threads for the process, however many apps tests build.
     static let mediaWorkers = MediaWorkerPool()
+    /// Thumbnail requests get their own pool with a short queue: past it, 503 rather than a pile-up.
+    static let thumbnailWorkers = MediaWorkerPool(maxQueuedJobs: 64)
 
     public init(configuration: ChatConfiguration) async throws {
         try configuration.validate()
@@ -40,7 +43,10 @@ public struct ChatServices: Sendable {
         uploadFiles = try UploadFiles(dataDirectory: configuration.dataDirectory)
         fileStore = try FileStore(pool: database.pool, dataDirectory: configuration.dataDirectory)
         completion = UploadCompletion(uploads: uploads, files: uploadFiles, store: fileStore,
-                                      processor: MediaProcessor(pool: Self.mediaWorkers))
+                                      processor: MediaProcessor(pool: Self.mediaWorkers),
+                                      thumbnails: try Thumbnails(dataDirectory: configuration.dataDirectory,
+                                                                 processor: MediaProcessor(pool: Self.thumbnailWorkers)))
+        thumbnails = try Thumbnails(dataDirectory: configuration.dataDirectory, processor: MediaProcessor(pool: Self.thumbnailWorkers))
         urlSigner = try URLSigner(directory: configuration.dataDirectory, lifetime: TimeInterval(configuration.signedURLSeconds))
     }
 
@@ -109,7 +115,8 @@ public struct ChatRouters {
                                 expiry: TimeInterval(configuration.uploadExpirySeconds))
         router.addRoutes(tus.publicEndpoints, atPath: "/api/uploads")
         // Files check a Bearer token or a signed URL themselves: AsyncImage sends no header.
-        router.addRoutes(FileController(store: services.fileStore, tokens: services.tokens, signer: services.urlSigner).endpoints,
+        router.addRoutes(FileController(store: services.fileStore, tokens: services.tokens, signer: services.urlSigner,
+                                        thumbnails: services.thumbnails).endpoints,
                          atPath: "/api/files")
         api.addRoutes(tus.endpoints, atPath: "uploads")
         api.addRoutes(MessageController(rooms: services.rooms, messages: services.messages, service: messageService,

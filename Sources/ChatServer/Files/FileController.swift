@@ -13,6 +13,7 @@ struct FileController: Sendable {
     let store: FileStore
     let tokens: TokenService
     let signer: URLSigner
+    let thumbnails: Thumbnails
     let fileIO = FileIO()
 
     /// Types shown inline. Anything a browser could execute or parse as a document is absent.
@@ -26,14 +27,63 @@ struct FileController: Sendable {
         let routes = RouteCollection(context: ChatRequestContext.self)
         routes.get(":fileId", use: serve)
         routes.head(":fileId", use: serve)
+        routes.get(":fileId/thumbnail", use: thumbnail)
         return routes
+    }
+
+    /// `GET /api/files/{id}/thumbnail?w=&h=&fit=cover|contain&format=jpeg|webp|png`.
+    @Sendable func thumbnail(_ request: Request, context: ChatRequestContext) async throws -> Response {
+        guard let id = context.parameters.get("fileId"), let file = try await store.file(id: id) else {
+            throw APIError.notFound("no such file")
+        }
+        try await authorise(request, file: file, variant: "thumbnail")
+        let query = request.uri.queryParameters
+        func dimension(_ name: String) throws -> Int? {
+            try query[Substring(name)].map {
+                guard let value = Int(String($0)), (1...10_000).contains(value) else { throw APIError.badRequest("\(name) must be 1-10000") }
+                return value
+            }
+        }
+        let fit = try query["fit"].map {
+            guard let fit = ThumbnailRequest.Fit(rawValue: String($0)) else { throw APIError.badRequest("fit is cover or contain") }
+            return fit
+        } ?? .contain
+        var headers: HTTPFields = [:]
+        let format: ThumbnailRequest.Format
+        if let value = query["format"] {
+            guard let chosen = ThumbnailRequest.Format(rawValue: String(value)) else { throw APIError.badRequest("format is jpeg, webp or png") }
+            format = chosen
+        } else {
+            // Chosen from Accept, so caches must key on it.
+            format = request.headers[.accept]?.contains("image/webp") == true ? .webp : .jpeg
+            headers[.vary] = "Accept"
+        }
+        let thumbRequest = Thumbnails.request(width: try dimension("w"), height: try dimension("h"), fit: fit, format: format)
+        let path: String
+        do {
+            path = try await thumbnails.thumbnail(of: store.blobPath(sha256: file.sha256), sha256: file.sha256, request: thumbRequest)
+        } catch let error as MediaError {
+            switch error.code {
+            case .overloaded: throw APIError(.serviceUnavailable, code: "overloaded", "thumbnail work is queued full; retry shortly", headers: [.retryAfter: "1"])
+            case .noThumbnail, .unsupported: throw APIError(.notFound, code: "no_thumbnail", error.message)
+            default: throw APIError.unprocessable("no thumbnail can be made: \(error.message)")
+            }
+        }
+        let etag = "\"\((path as NSString).lastPathComponent)\""
+        headers[.contentType] = format.mimeType
+        headers[.eTag] = etag
+        headers[.cacheControl] = "private, max-age=31536000, immutable"
+        headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
+        headers[.contentDisposition] = "inline"
+        if request.headers[.ifNoneMatch] == etag { return Response(status: .notModified, headers: headers) }
+        return Response(status: .ok, headers: headers, body: try await fileIO.loadFile(path: path, context: context))
     }
 
     @Sendable func serve(_ request: Request, context: ChatRequestContext) async throws -> Response {
         guard let id = context.parameters.get("fileId"), let file = try await store.file(id: id) else {
             throw APIError.notFound("no such file")
         }
-        try await authorise(request, file: file)
+        try await authorise(request, file: file, variant: "original")
         let mimeType = file.attachment.mimeType ?? "application/octet-stream"
         let etag = "\"\(file.sha256)\""
         var headers: HTTPFields = [
@@ -74,10 +124,10 @@ struct FileController: Sendable {
     }
 
     /// Signed URL, else Bearer token of the uploader or of a member of a room it was posted in.
-    private func authorise(_ request: Request, file: StoredFile) async throws {
+    private func authorise(_ request: Request, file: StoredFile, variant: String) async throws {
         let query = request.uri.queryParameters
         if query["sig"] != nil || query["exp"] != nil {
-            switch signer.verify(fileId: file.id, variant: "original", expiry: query["exp"].map(String.init), signature: query["sig"].map(String.init)) {
+            switch signer.verify(fileId: file.id, variant: variant, expiry: query["exp"].map(String.init), signature: query["sig"].map(String.init)) {
             case .valid: return
             case .expired: throw APIError.forbidden("the signed URL has expired")
             case .invalid: throw APIError.forbidden("the URL's signature is not valid")

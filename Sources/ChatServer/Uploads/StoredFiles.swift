@@ -86,13 +86,21 @@ struct UploadCompletion: Sendable {
     let files: UploadFiles
     let store: FileStore
     let processor: MediaProcessor
+    let thumbnails: Thumbnails
+
+    /// The thumbnail made in the same decode pass as the probe, so chat can show it at once.
+    static let eagerThumbnail = Thumbnails.request(width: 320, height: 320, fit: .contain, format: .jpeg)
 
     /// Processes one completed upload; safe to call again for the same one.
     func process(uploadId: String) async throws {
         guard let record = try await uploads.upload(id: uploadId), record.completedAt != nil, record.fileId == nil else { return }
         let metadata = (try? TusController.parseMetadata(record.metadata)) ?? [:]
-        let report = try await processor.probe(fileAt: files.path(uploadId), filename: metadata["filename"] ?? "file")
+        let report = try await processor.probe(fileAt: files.path(uploadId), filename: metadata["filename"] ?? "file",
+                                               thumbnail: Self.eagerThumbnail)
         let file = try await store.store(from: files.path(uploadId), uploadId: uploadId, ownerId: record.userId, report: report)
+        if let thumbnail = report.thumbnail {
+            try? await thumbnails.save(thumbnail, to: thumbnails.cachePath(sha256: file.sha256, Self.eagerThumbnail))
+        }
         try await uploads.setFile(uploadId: uploadId, fileId: file.id)
     }
 
