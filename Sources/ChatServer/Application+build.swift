@@ -119,6 +119,9 @@ public struct ChatRouters {
                                         thumbnails: services.thumbnails).endpoints,
                          atPath: "/api/files")
         api.addRoutes(tus.endpoints, atPath: "uploads")
+        api.addRoutes(MultipartUploadController(files: services.uploadFiles, completion: services.completion,
+                                                signer: services.urlSigner, maxBytes: configuration.maxMultipartBytes).endpoints,
+                      atPath: "upload-file")
         api.addRoutes(MessageController(rooms: services.rooms, messages: services.messages, service: messageService,
                                         maxPage: configuration.maxHistoryPage).endpoints, atPath: "messages")
 
@@ -162,7 +165,7 @@ struct JSONBodyMiddleware<Context: RequestContext>: RouterMiddleware {
         let hasBody = length > 0 || request.headers[.transferEncoding] != nil
         // tus requests carry raw bytes (application/offset+octet-stream) and check their own type.
         if hasBody, [.post, .put, .patch].contains(request.method), request.uri.path.hasPrefix("/api/"),
-           !request.uri.path.hasPrefix("/api/uploads") {
+           !request.uri.path.hasPrefix("/api/uploads"), request.uri.path != "/api/upload-file" {
             let type = request.headers[.contentType]?.lowercased() ?? ""
             guard type.hasPrefix("application/json") else {
                 throw APIError.unsupportedMediaType("request bodies are application/json")

@@ -9,10 +9,12 @@ import Testing
 @Suite("thumbnail service")
 struct ThumbnailServiceTests {
     /// Width and height of an encoded image, read by vipsheader.
-    static func size(of body: ByteBuffer) throws -> (Int, Int) {
+    static func size(of body: ByteBuffer) async throws -> (Int, Int) {
         let url = try Fixtures.temporaryDirectory("thumb").appendingPathComponent("t")
         try Data(buffer: body).write(to: url)
-        return (Int(try Tool.text("vipsheader", ["-f", "width", url.path]))!, Int(try Tool.text("vipsheader", ["-f", "height", url.path]))!)
+        let width = try await Tool.exec("vipsheader", ["-f", "width", url.path]).trimmed
+        let height = try await Tool.exec("vipsheader", ["-f", "height", url.path]).trimmed
+        return (Int(width) ?? 0, Int(height) ?? 0)
     }
 
     @Test("sizes snap to the ladder, format follows Accept, results are cached and computed once")
@@ -32,11 +34,11 @@ struct ThumbnailServiceTests {
             #expect(webp.status == .ok)
             #expect(webp.headers[.contentType] == "image/webp")
             #expect(webp.headers[.vary] == "Accept")
-            #expect(try Self.size(of: webp.body) == (240, 320)) // upright portrait, inside 320
+            #expect(try await Self.size(of: webp.body) == (240, 320)) // upright portrait, inside 320
 
             let jpeg = try await FileServingTests.get(client, "/api/files/\(id)/thumbnail?w=100", token: alice.access)
             #expect(jpeg.headers[.contentType] == "image/jpeg")
-            #expect(try Self.size(of: jpeg.body) == (240, 320)) // 100 snaps up to 320
+            #expect(try await Self.size(of: jpeg.body) == (240, 320)) // 100 snaps up to 320
 
             // Eight requests at once for a size nobody asked for yet: one file in the cache.
             let before = try FileManager.default.contentsOfDirectory(atPath: thumbs).count
@@ -50,7 +52,7 @@ struct ThumbnailServiceTests {
                     bodies.insert(Data(buffer: response.body))
                 }
                 #expect(bodies.count == 1)
-                #expect(try Self.size(of: ByteBuffer(data: bodies.first!)) == (96, 96))
+                #expect(try await Self.size(of: ByteBuffer(data: bodies.first!)) == (96, 96))
             }
             #expect(try FileManager.default.contentsOfDirectory(atPath: thumbs).count == before + 1)
 
@@ -81,7 +83,7 @@ struct ThumbnailServiceTests {
             let thumbnailURL = try #require(attachment["thumbnailUrl"] as? String)
             let poster = try await FileServingTests.get(client, thumbnailURL)
             #expect(poster.status == .ok)
-            #expect(try Self.size(of: poster.body) == (320, 240))
+            #expect(try await Self.size(of: poster.body) == (320, 240))
             let fileURL = try #require(attachment["url"] as? String)
             let query = String(fileURL.split(separator: "?").last!)
             #expect(try await FileServingTests.get(client, "/api/files/\(id)/thumbnail?\(query)").status == .forbidden)

@@ -254,11 +254,11 @@ struct TuspyTests {
         let app = try await buildApplication(configuration)
         let folder = try Fixtures.temporaryDirectory("tuspy")
         let source = folder.appendingPathComponent("big.bin")
-        try Tool.text("sh", ["-c", "head -c \(50 << 20) /dev/urandom > '\(source.path)'"])
+        _ = try await Tool.exec("sh", ["-c", "head -c \(50 << 20) /dev/urandom > '\(source.path)'"])
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let alice = try await client.register("alice")
-            let run = try Tool.run("python3", ["-c", Self.script, String(port), alice.access, source.path, String(5 << 20), String(20 << 20)])
+            let run = try await Tool.exec("python3", ["-c", Self.script, String(port), alice.access, source.path, String(5 << 20), String(20 << 20)])
             #expect(run.status == 0, "\(run.stderr)")
             let lines = run.stdout.split(separator: "\n")
             #expect(lines.first?.hasPrefix("stopped 20971520") == true, "\(lines)")
@@ -268,9 +268,9 @@ struct TuspyTests {
             let location = "/api/uploads/" + String(done[2].split(separator: "/").last!)
             let ready = try await TusUploadTests.waitForFile(client, location, token: alice.access)
             let sha = try #require((ready.object["attachment"] as? [String: Any])?["sha256"] as? String)
-            #expect(sha == String(try Tool.text("sha256sum", [source.path]).prefix(64)))
+            #expect(sha == String(try await Tool.exec("sha256sum", [source.path]).trimmed.prefix(64)))
             let stored = URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("files/\(sha)").path
-            #expect(try Tool.text("sha256sum", [stored]).prefix(64) == sha)
+            #expect(try await Tool.exec("sha256sum", [stored]).trimmed.prefix(64) == sha)
         }
     }
 }

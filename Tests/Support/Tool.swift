@@ -47,6 +47,19 @@ public enum Tool {
             stderr: String(decoding: errorData.value, as: UTF8.self))
     }
 
+    /// ``run(_:_:input:)`` on a thread of its own, for async code.
+    ///
+    /// Waiting for a process blocks its thread. Swift's cooperative pool has one thread per core,
+    /// and a server under test in the same process needs them: two tests blocking them at once
+    /// would stop the server, and with it the very processes they wait for.
+    public static func exec(_ executable: String, _ arguments: [String], input: Data? = nil) async throws -> Output {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result { try run(executable, arguments, input: input) })
+            }.start()
+        }
+    }
+
     /// Runs a tool that must succeed and returns its trimmed standard output.
     @discardableResult
     public static func text(_ executable: String, _ arguments: [String]) throws -> String {

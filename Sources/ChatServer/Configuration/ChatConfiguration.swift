@@ -36,6 +36,8 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var uploadExpirySeconds: Int = 24 * 3600
     /// Seconds between two sweeps for expired uploads.
     public var uploadSweepIntervalSeconds: Int = 300
+    /// Largest file `POST /api/upload-file` takes (the seed article's 10 MB).
+    public var maxMultipartBytes: Int = 10 * 1024 * 1024
     /// Seconds a signed file URL stays valid.
     public var signedURLSeconds: Int = 24 * 3600
 
@@ -66,6 +68,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         uploadExpirySeconds = try value(.uploadExpirySeconds, uploadExpirySeconds)
         uploadSweepIntervalSeconds = try value(.uploadSweepIntervalSeconds, uploadSweepIntervalSeconds)
         signedURLSeconds = try value(.signedURLSeconds, signedURLSeconds)
+        maxMultipartBytes = try value(.maxMultipartBytes, maxMultipartBytes)
     }
 
     /// Reads a JSON configuration file over the defaults.

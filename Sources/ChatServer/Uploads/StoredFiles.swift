@@ -31,7 +31,7 @@ struct FileStore: Sendable {
 
     /// Moves `source` into the blob store under its hash (or drops it if those bytes are
     /// already there), then records the file.
-    func store(from source: String, uploadId: String, ownerId: Int64, report: MediaReport) async throws -> StoredFile {
+    func store(from source: String, uploadId: String?, ownerId: Int64, report: MediaReport) async throws -> StoredFile {
         let sha256 = report.attachment.sha256 ?? ""
         let target = blobPath(sha256: sha256)
         try await threadPool.runIfActive {
@@ -95,13 +95,20 @@ struct UploadCompletion: Sendable {
     func process(uploadId: String) async throws {
         guard let record = try await uploads.upload(id: uploadId), record.completedAt != nil, record.fileId == nil else { return }
         let metadata = (try? TusController.parseMetadata(record.metadata)) ?? [:]
-        let report = try await processor.probe(fileAt: files.path(uploadId), filename: metadata["filename"] ?? "file",
-                                               thumbnail: Self.eagerThumbnail)
-        let file = try await store.store(from: files.path(uploadId), uploadId: uploadId, ownerId: record.userId, report: report)
+        let file = try await storeFile(at: files.path(uploadId), filename: metadata["filename"] ?? "file",
+                                       ownerId: record.userId, uploadId: uploadId)
+        try await uploads.setFile(uploadId: uploadId, fileId: file.id)
+    }
+
+    /// Runs the pipeline on the bytes at `path` and moves them into the file store, keeping the
+    /// 320 px thumbnail the probe made in the same decode pass.
+    func storeFile(at path: String, filename: String, ownerId: Int64, uploadId: String?) async throws -> StoredFile {
+        let report = try await processor.probe(fileAt: path, filename: filename, thumbnail: Self.eagerThumbnail)
+        let file = try await store.store(from: path, uploadId: uploadId, ownerId: ownerId, report: report)
         if let thumbnail = report.thumbnail {
             try? await thumbnails.save(thumbnail, to: thumbnails.cachePath(sha256: file.sha256, Self.eagerThumbnail))
         }
-        try await uploads.setFile(uploadId: uploadId, fileId: file.id)
+        return file
     }
 
     /// Processes whatever completed without being processed (a restart in between).

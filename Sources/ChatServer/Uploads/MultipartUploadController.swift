@@ -1,0 +1,127 @@
+import Foundation
+import Hummingbird
+import MultipartKit
+import NIOCore
+
+/// `POST /api/upload-file`: the seed article's multipart upload (field `file`), streamed to
+/// disk part by part, never held whole in memory; answers with the `filename` the seed's
+/// client reads, the signed `url` and the full `attachment`.
+struct MultipartUploadController: Sendable {
+    let files: UploadFiles
+    let completion: UploadCompletion
+    let signer: URLSigner
+    let maxBytes: Int
+
+    var endpoints: RouteCollection<AuthenticatedContext> {
+        let routes = RouteCollection(context: AuthenticatedContext.self)
+        routes.post(use: upload)
+        return routes
+    }
+
+    @Sendable func upload(_ request: Request, context: AuthenticatedContext) async throws -> Response {
+        guard let contentType = request.headers[.contentType], contentType.lowercased().hasPrefix("multipart/form-data"),
+              let boundary = Self.boundary(in: contentType) else {
+            throw APIError.unsupportedMediaType("send multipart/form-data with the file in the field \"file\"")
+        }
+        // Refuse before reading a byte when the client says how large it is.
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > maxBytes + 64 * 1024 {
+            throw APIError.tooLarge("uploads here are at most \(maxBytes) bytes")
+        }
+        let id = TokenService.randomToken()
+        try await files.create(id)
+        let writer = try await files.openForAppend(id, at: 0)
+        do {
+            let part = PartCollector()
+            let parser = MultipartParser(boundary: boundary)
+            parser.onHeader = { name, value in part.header(name, value) }
+            parser.onBody = { buffer in part.body(buffer) }
+            parser.onPartComplete = { part.complete() }
+            for try await chunk in request.body {
+                do { try parser.execute(chunk) } catch { throw APIError.badRequest("the multipart body is malformed") }
+                for piece in part.takeFileBytes() {
+                    guard writer.offset + Int64(piece.readableBytes) <= Int64(maxBytes) else {
+                        throw APIError.tooLarge("uploads here are at most \(maxBytes) bytes")
+                    }
+                    try await writer.write(piece)
+                }
+            }
+            guard part.sawFile, part.fileComplete else { throw APIError.badRequest("no complete \"file\" field in the body") }
+            try await writer.sync()
+            await writer.close()
+            let file = try await completion.storeFile(at: files.path(id), filename: part.filename ?? "file",
+                                                      ownerId: context.user.id, uploadId: nil)
+            var attachment = file.attachment
+            let url = signer.sign("/api/files/\(file.id)", fileId: file.id, variant: "original")
+            attachment.url = url
+            if attachment.thumbnailUrl != nil {
+                attachment.thumbnailUrl = signer.sign("/api/files/\(file.id)/thumbnail", fileId: file.id, variant: "thumbnail")
+            }
+            let body: [String: JSONValue] = [
+                "filename": .string(attachment.filename), "url": .string(url), "file_id": .string(file.id),
+                "attachment": try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(attachment)),
+            ]
+            return try TusController.json(body, status: .created)
+        } catch {
+            await writer.close()
+            try? await files.remove(id)
+            throw error
+        }
+    }
+
+    /// The `boundary` parameter of a multipart Content-Type.
+    static func boundary(in contentType: String) -> String? {
+        for parameter in contentType.split(separator: ";").dropFirst() {
+            let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if pair.count == 2, pair[0].lowercased() == "boundary" {
+                let value = pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                return value.isEmpty || value.count > 200 ? nil : value
+            }
+        }
+        return nil
+    }
+}
+
+/// Follows the parser's callbacks: which part is current, and the bytes of the `file` part.
+/// Used from one request's task only, synchronously inside `execute`.
+private final class PartCollector: @unchecked Sendable {
+    private var headers: [String: String] = [:]
+    private var inFile = false
+    private var pending: [ByteBuffer] = []
+    private(set) var sawFile = false
+    private(set) var fileComplete = false
+    private(set) var filename: String?
+
+    func header(_ name: String, _ value: String) {
+        headers[name.lowercased()] = value
+        if name.lowercased() == "content-disposition", Self.parameter("name", in: value) == "file", !sawFile {
+            inFile = true
+            sawFile = true
+            filename = Self.parameter("filename", in: value)
+        }
+    }
+
+    func body(_ buffer: ByteBuffer) {
+        if inFile { pending.append(buffer) }
+    }
+
+    func complete() {
+        if inFile { fileComplete = true }
+        inFile = false
+        headers = [:]
+    }
+
+    func takeFileBytes() -> [ByteBuffer] {
+        defer { pending.removeAll(keepingCapacity: true) }
+        return pending
+    }
+
+    static func parameter(_ key: String, in header: String) -> String? {
+        for part in header.split(separator: ";") {
+            let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if pair.count == 2, pair[0].lowercased() == key {
+                return pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            }
+        }
+        return nil
+    }
+}

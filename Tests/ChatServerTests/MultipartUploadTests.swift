@@ -1,0 +1,49 @@
+import ChatServer
+import Foundation
+import HummingbirdTesting
+import MediagateTestSupport
+import Testing
+
+/// The seed article's `POST /api/upload-file`, driven by curl against the live server.
+@Suite("multipart upload")
+struct MultipartUploadTests {
+    static func curl(_ arguments: [String]) async throws -> (status: Int, body: [String: Any]) {
+        let output = try await Tool.exec("curl", ["-s", "-o", "-", "-w", "\n%{http_code}"] + arguments)
+        let lines = output.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        let body = lines.dropLast().joined(separator: "\n")
+        return (Int(lines.last ?? "") ?? 0, (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:])
+    }
+
+    @Test("a photo uploads as the seed's client sends it; limits, types and fields are checked")
+    func upload() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.maxMultipartBytes = 100_000 })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let url = "http://127.0.0.1:\(port)/api/upload-file"
+            let auth = ["-H", "Authorization: Bearer \(alice.access)"]
+
+            let photo = Fixtures.media("photo-exif-orientation-6.jpg")
+            let ok = try await Self.curl(auth + ["-F", "file=@\(photo);filename=IMG_0001.jpg;type=image/jpeg", url])
+            #expect(ok.status == 201, "\(ok.body)")
+            #expect(ok.body["filename"] as? String == "IMG_0001.jpg")
+            let attachment = try #require(ok.body["attachment"] as? [String: Any])
+            #expect(attachment["type"] as? String == "image")
+            #expect(attachment["width"] as? Int == 300 && attachment["height"] as? Int == 400)
+            let signed = try #require(ok.body["url"] as? String)
+            let fetched = try await Tool.exec("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)\(signed)"])
+            #expect(fetched.stdout == "200")
+
+            let big = try Fixtures.temporaryDirectory("multipart").appendingPathComponent("big.bin").path
+            _ = try await Tool.exec("sh", ["-c", "head -c 200000 /dev/urandom > '\(big)'"])
+            #expect(try await Self.curl(auth + ["-F", "file=@\(big)", url]).status == 413)
+            #expect(try await Self.curl(auth + ["-F", "other=@\(photo)", url]).status == 400)
+            #expect(try await Self.curl(auth + ["-H", "Content-Type: application/json", "-d", "{}", url]).status == 415)
+            #expect(try await Self.curl(["-F", "file=@\(photo)", url]).status == 401)
+            // A name with a path and a bidi override comes back sanitised.
+            let sneaky = try await Self.curl(auth + ["-F", "file=@\(photo);filename=../../x\u{202E}gpj.exe", url])
+            #expect(sneaky.status == 201)
+            #expect(sneaky.body["filename"] as? String == "xgpj.exe")
+        }
+    }
+}
