@@ -42,11 +42,9 @@ public struct ChatServices: Sendable {
         uploads = SQLiteUploadRepository(pool: database.pool)
         uploadFiles = try UploadFiles(dataDirectory: configuration.dataDirectory)
         fileStore = try FileStore(pool: database.pool, dataDirectory: configuration.dataDirectory)
-        completion = UploadCompletion(uploads: uploads, files: uploadFiles, store: fileStore,
-                                      processor: MediaProcessor(pool: Self.mediaWorkers),
-                                      thumbnails: try Thumbnails(dataDirectory: configuration.dataDirectory,
-                                                                 processor: MediaProcessor(pool: Self.thumbnailWorkers)))
         thumbnails = try Thumbnails(dataDirectory: configuration.dataDirectory, processor: MediaProcessor(pool: Self.thumbnailWorkers))
+        completion = UploadCompletion(uploads: uploads, files: uploadFiles, store: fileStore,
+                                      processor: MediaProcessor(pool: Self.mediaWorkers), thumbnails: thumbnails)
         urlSigner = try URLSigner(directory: configuration.dataDirectory, lifetime: TimeInterval(configuration.signedURLSeconds))
     }
 
