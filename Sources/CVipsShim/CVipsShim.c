@@ -63,6 +63,22 @@ void mg_vips_loader_for_buffer(const void *buffer, size_t length, char *nickname
     vips_error_clear();
 }
 
+// What a loaded (not decoded) image's header says.
+static void fill_header(VipsImage *image, mg_vips_header *out) {
+    out->width = vips_image_get_width(image);
+    out->height = vips_image_get_page_height(image);
+    out->pages = vips_image_get_n_pages(image);
+    out->bands = vips_image_get_bands(image);
+    out->has_alpha = vips_image_hasalpha(image);
+    out->orientation = 1;
+    int orientation = 1;
+    if (vips_image_get_typeof(image, VIPS_META_ORIENTATION) &&
+        vips_image_get_int(image, VIPS_META_ORIENTATION, &orientation) == 0 &&
+        orientation >= 1 && orientation <= 8) {
+        out->orientation = orientation;
+    }
+}
+
 int mg_vips_read_header(const char *path, int from_source, mg_vips_header *out, char **error) {
     memset(out, 0, sizeof(*out));
     VipsImage *image = NULL;
@@ -82,18 +98,7 @@ int mg_vips_read_header(const char *path, int from_source, mg_vips_header *out, 
         vips_image_get_string(image, VIPS_META_LOADER, &loader) == 0 && loader != NULL) {
         g_strlcpy(out->loader, loader, sizeof(out->loader));
     }
-    out->width = vips_image_get_width(image);
-    out->height = vips_image_get_page_height(image);
-    out->pages = vips_image_get_n_pages(image);
-    out->bands = vips_image_get_bands(image);
-    out->has_alpha = vips_image_hasalpha(image);
-    out->orientation = 1;
-    int orientation = 1;
-    if (vips_image_get_typeof(image, VIPS_META_ORIENTATION) &&
-        vips_image_get_int(image, VIPS_META_ORIENTATION, &orientation) == 0 &&
-        orientation >= 1 && orientation <= 8) {
-        out->orientation = orientation;
-    }
+    fill_header(image, out);
     g_object_unref(image);
     vips_error_clear();
     return 0;
@@ -111,9 +116,7 @@ int mg_vips_read_header_buffer(const void *buffer, size_t length, mg_vips_header
         vips_error_clear();
         return -1;
     }
-    out->width = vips_image_get_width(image);
-    out->height = vips_image_get_page_height(image);
-    out->pages = vips_image_get_n_pages(image);
+    fill_header(image, out);
     g_object_unref(image);
     return 0;
 }

@@ -165,29 +165,31 @@ enum ChunkChecksum {
 /// connection may have died silently, instead of answering 423 until that request times out.
 actor UploadWriters {
     private var holders: [String: UUID] = [:]
+    /// Writers that were taken over and have not yet stopped.
+    private var stopping = Set<UUID>()
 
     /// Makes the caller the upload's writer. A previous writer is told (``isCurrent`` turns
-    /// false) and given a moment to stop between two chunks; one stuck reading a dead socket
-    /// never writes again, because it checks before every write.
+    /// false) and given up to half a second to stop between two chunks; one stuck reading a
+    /// dead socket never writes again, because it checks before every write.
     func acquire(_ id: String) async -> UUID {
         let token = UUID()
-        let previous = holders[id]
-        holders[id] = token
-        if previous != nil {
-            for _ in 0..<20 where released.contains(previous!) == false {
+        if let previous = holders[id] {
+            stopping.insert(previous)
+            holders[id] = token
+            for _ in 0..<20 where stopping.contains(previous) {
                 try? await Task.sleep(for: .milliseconds(25))
             }
-            released.remove(previous!)
+            stopping.remove(previous)
+        } else {
+            holders[id] = token
         }
         return token
     }
 
-    private var released = Set<UUID>()
-
     func isCurrent(_ id: String, _ token: UUID) -> Bool { holders[id] == token }
 
     func release(_ id: String, _ token: UUID) {
-        released.insert(token)
-        if holders[id] == token { holders[id] = nil; released.remove(token) }
+        stopping.remove(token)
+        if holders[id] == token { holders[id] = nil }
     }
 }
