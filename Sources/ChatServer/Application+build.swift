@@ -22,6 +22,7 @@ public struct ChatServices: Sendable {
     let completion: UploadCompletion
     let urlSigner: URLSigner
     let thumbnails: Thumbnails
+    let policy: UploadPolicy
 
     /// One pool of media worker threads for the process, however many apps tests build.
     static let mediaWorkers = MediaWorkerPool()
@@ -43,8 +44,9 @@ public struct ChatServices: Sendable {
         uploadFiles = try UploadFiles(dataDirectory: configuration.dataDirectory)
         fileStore = try FileStore(pool: database.pool, dataDirectory: configuration.dataDirectory)
         thumbnails = try Thumbnails(dataDirectory: configuration.dataDirectory, processor: MediaProcessor(pool: Self.thumbnailWorkers))
+        policy = UploadPolicy(configuration: configuration)
         completion = UploadCompletion(uploads: uploads, files: uploadFiles, store: fileStore,
-                                      processor: MediaProcessor(pool: Self.mediaWorkers), thumbnails: thumbnails)
+                                      processor: MediaProcessor(pool: Self.mediaWorkers), thumbnails: thumbnails, policy: policy)
         urlSigner = try URLSigner(directory: configuration.dataDirectory, lifetime: TimeInterval(configuration.signedURLSeconds))
     }
 
@@ -109,15 +111,16 @@ public struct ChatRouters {
         api.addRoutes(RoomController(rooms: services.rooms, users: services.users, hub: hub, signer: services.urlSigner).endpoints, atPath: "rooms")
         let tus = TusController(uploads: services.uploads, files: services.uploadFiles, writers: UploadWriters(),
                                 completion: services.completion, store: services.fileStore,
-                                rooms: services.rooms, maxSize: configuration.maxUploadBytes,
-                                expiry: TimeInterval(configuration.uploadExpirySeconds))
+                                rooms: services.rooms, policy: services.policy, maxSize: configuration.maxUploadBytes,
+                                expiry: TimeInterval(configuration.uploadExpirySeconds), durable: configuration.durableUploads)
         router.addRoutes(tus.publicEndpoints, atPath: "/api/uploads")
         // Files check a Bearer token or a signed URL themselves: AsyncImage sends no header.
         router.addRoutes(FileController(store: services.fileStore, tokens: services.tokens, signer: services.urlSigner,
                                         thumbnails: services.thumbnails).endpoints,
                          atPath: "/api/files")
         api.addRoutes(tus.endpoints, atPath: "uploads")
-        api.addRoutes(MultipartUploadController(files: services.uploadFiles, completion: services.completion,
+        api.addRoutes(MultipartUploadController(files: services.uploadFiles, uploads: services.uploads,
+                                                completion: services.completion, policy: services.policy,
                                                 signer: services.urlSigner, maxBytes: configuration.maxMultipartBytes).endpoints,
                       atPath: "upload-file")
         api.addRoutes(MessageController(rooms: services.rooms, messages: services.messages, service: messageService,

@@ -22,8 +22,12 @@ struct Serve: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Allow POST /api/auth/register (default: allowed).")
     var registration: Bool?
 
+    @Flag(inversion: .prefixedNo, help: "fdatasync each tus PATCH before acknowledging its offset (default: on).")
+    var durableUploads: Bool?
+
     func run() async throws {
         var configuration = try server.configuration()
+        if let durableUploads { configuration.durableUploads = durableUploads }
         if let host { configuration.host = host }
         if let port { configuration.port = port }
         if let registration { configuration.allowRegistration = registration }

@@ -40,6 +40,19 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var maxMultipartBytes: Int = 10 * 1024 * 1024
     /// Seconds a signed file URL stays valid.
     public var signedURLSeconds: Int = 24 * 3600
+    /// Bytes one user may keep: stored files plus unfinished uploads' declared lengths. 0: no quota.
+    public var userQuotaBytes: Int64 = 20 << 30
+    /// Sniffed MIME types the server refuses to store (`family/*` covers a family). By default
+    /// native executables and installers: chat is no place to hand those around.
+    public var forbiddenMimeTypes: [String] = [
+        "application/x-executable", "application/x-pie-executable", "application/x-sharedlib",
+        "application/x-dosexec", "application/vnd.microsoft.portable-executable", "application/x-msdownload",
+        "application/x-mach-binary", "application/x-msi",
+    ]
+    /// Whether a tus PATCH is `fdatasync`ed before its offset is acknowledged. Turning it off
+    /// trades crash safety (acknowledged bytes may be lost on power failure or kernel crash,
+    /// not on a server crash) for throughput on slow disks, as nginx and tuspyserver run.
+    public var durableUploads: Bool = true
 
     public init() {}
 
@@ -69,6 +82,9 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         uploadSweepIntervalSeconds = try value(.uploadSweepIntervalSeconds, uploadSweepIntervalSeconds)
         signedURLSeconds = try value(.signedURLSeconds, signedURLSeconds)
         maxMultipartBytes = try value(.maxMultipartBytes, maxMultipartBytes)
+        userQuotaBytes = try value(.userQuotaBytes, userQuotaBytes)
+        forbiddenMimeTypes = try value(.forbiddenMimeTypes, forbiddenMimeTypes)
+        durableUploads = try value(.durableUploads, durableUploads)
     }
 
     /// Reads a JSON configuration file over the defaults.
@@ -77,13 +93,16 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     }
 
     /// Applies `MEDIAGATE_HOST`, `MEDIAGATE_PORT`, `MEDIAGATE_DATA_DIR` and
-    /// `MEDIAGATE_ALLOW_REGISTRATION` from `environment`.
+    /// `MEDIAGATE_ALLOW_REGISTRATION` and `MEDIAGATE_DURABLE_UPLOADS` from `environment`.
     public mutating func apply(environment: [String: String]) {
         if let host = environment["MEDIAGATE_HOST"], !host.isEmpty { self.host = host }
         if let port = environment["MEDIAGATE_PORT"].flatMap(Int.init) { self.port = port }
         if let directory = environment["MEDIAGATE_DATA_DIR"], !directory.isEmpty { dataDirectory = directory }
         if let flag = environment["MEDIAGATE_ALLOW_REGISTRATION"] {
             allowRegistration = ["1", "true", "yes"].contains(flag.lowercased())
+        }
+        if let flag = environment["MEDIAGATE_DURABLE_UPLOADS"] {
+            durableUploads = ["1", "true", "yes"].contains(flag.lowercased())
         }
     }
 
@@ -100,6 +119,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try check((4...31).contains(passwordHashCost), "passwordHashCost must be between 4 and 31")
         try check(maxQueuedFramesPerSocket >= 16, "maxQueuedFramesPerSocket must be at least 16")
         try check(maxUploadBytes > 0, "maxUploadBytes must be positive")
+        try check(userQuotaBytes >= 0, "userQuotaBytes must be 0 (no quota) or positive")
         try check(uploadExpirySeconds >= 1 && uploadSweepIntervalSeconds >= 1, "upload expiry and sweep interval must be positive")
     }
 }

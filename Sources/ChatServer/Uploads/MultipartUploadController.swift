@@ -8,7 +8,9 @@ import NIOCore
 /// client reads, the signed `url` and the full `attachment`.
 struct MultipartUploadController: Sendable {
     let files: UploadFiles
+    let uploads: any UploadRepository
     let completion: UploadCompletion
+    let policy: UploadPolicy
     let signer: URLSigner
     let maxBytes: Int
 
@@ -27,6 +29,18 @@ struct MultipartUploadController: Sendable {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > maxBytes + 64 * 1024 {
             throw APIError.tooLarge("uploads here are at most \(maxBytes) bytes")
         }
+        // The quota caps the file as the size limit does: refused up front when the client says
+        // how large the body is, cut off mid-stream otherwise.
+        var limit = Int64(maxBytes)
+        var quotaLimited = false
+        if let quota = policy.quotaBytes,
+           let room = policy.remaining(using: try await uploads.bytesInUse(userId: context.user.id, at: Date())), room < limit {
+            if let length = request.headers[.contentLength].flatMap(Int64.init), length > room + 64 * 1024 {
+                throw UploadPolicy.quotaExceeded(quota)
+            }
+            limit = room
+            quotaLimited = true
+        }
         let id = TokenService.randomToken()
         try await files.create(id)
         let writer = try await files.openForAppend(id, at: 0)
@@ -39,7 +53,8 @@ struct MultipartUploadController: Sendable {
             for try await chunk in request.body {
                 do { try parser.execute(chunk) } catch { throw APIError.badRequest("the multipart body is malformed") }
                 for piece in part.takeFileBytes() {
-                    guard writer.offset + Int64(piece.readableBytes) <= Int64(maxBytes) else {
+                    guard writer.offset + Int64(piece.readableBytes) <= limit else {
+                        if quotaLimited, let quota = policy.quotaBytes { throw UploadPolicy.quotaExceeded(quota) }
                         throw APIError.tooLarge("uploads here are at most \(maxBytes) bytes")
                     }
                     try await writer.write(piece)

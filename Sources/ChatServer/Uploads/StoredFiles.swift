@@ -87,23 +87,41 @@ struct UploadCompletion: Sendable {
     let store: FileStore
     let processor: MediaProcessor
     let thumbnails: Thumbnails
+    let policy: UploadPolicy
 
     /// The thumbnail made in the same decode pass as the probe, so chat can show it at once.
     static let eagerThumbnail = Thumbnails.request(width: 320, height: 320, fit: .contain, format: .jpeg)
 
     /// Processes one completed upload; safe to call again for the same one.
     func process(uploadId: String) async throws {
-        guard let record = try await uploads.upload(id: uploadId), record.completedAt != nil, record.fileId == nil else { return }
+        guard let record = try await uploads.upload(id: uploadId), record.completedAt != nil, record.fileId == nil,
+              record.rejection == nil else { return }
         let metadata = (try? TusController.parseMetadata(record.metadata)) ?? [:]
-        let file = try await storeFile(at: files.path(uploadId), filename: metadata["filename"] ?? "file",
-                                       ownerId: record.userId, uploadId: uploadId)
-        try await uploads.setFile(uploadId: uploadId, fileId: file.id)
+        do {
+            let file = try await storeFile(at: files.path(uploadId), filename: metadata["filename"] ?? "file",
+                                           claimedType: metadata["filetype"], ownerId: record.userId, uploadId: uploadId)
+            try await uploads.setFile(uploadId: uploadId, fileId: file.id)
+        } catch let error as APIError where error.code == "forbidden_type" {
+            try await uploads.reject(uploadId: uploadId, code: error.code)
+        }
     }
 
     /// Runs the pipeline on the bytes at `path` and moves them into the file store, keeping the
-    /// 320 px thumbnail the probe made in the same decode pass.
-    func storeFile(at path: String, filename: String, ownerId: Int64, uploadId: String?) async throws -> StoredFile {
-        let report = try await processor.probe(fileAt: path, filename: filename, thumbnail: Self.eagerThumbnail)
+    /// 320 px thumbnail the probe made in the same decode pass. The sniffed type is the truth:
+    /// a type the policy forbids is deleted and refused (`forbidden_type`), and a client's
+    /// `claimedType` that disagrees with it is kept in the attachment's `claimedMimeType`.
+    func storeFile(at path: String, filename: String, claimedType: String? = nil, ownerId: Int64,
+                   uploadId: String?) async throws -> StoredFile {
+        var report = try await processor.probe(fileAt: path, filename: filename, thumbnail: Self.eagerThumbnail)
+        let sniffed = report.attachment.mimeType ?? "application/octet-stream"
+        if policy.forbids(sniffed) {
+            try? await store.threadPool.runIfActive { _ = unlink(path) }
+            throw UploadPolicy.forbiddenType(sniffed)
+        }
+        if let claimedType = claimedType?.trimmingCharacters(in: .whitespaces), !claimedType.isEmpty,
+           claimedType.split(separator: ";").first?.lowercased() != sniffed.lowercased() {
+            report.attachment.claimedMimeType = String(claimedType.prefix(255))
+        }
         let file = try await store.store(from: path, uploadId: uploadId, ownerId: ownerId, report: report)
         if let thumbnail = report.thumbnail {
             try? await thumbnails.save(thumbnail, to: thumbnails.cachePath(sha256: file.sha256, Self.eagerThumbnail))

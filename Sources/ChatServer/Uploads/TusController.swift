@@ -9,7 +9,12 @@ import NIOCore
 ///
 /// Durability: a PATCH's bytes are written, `fdatasync`ed, and only then is the new offset
 /// stored and answered. After a crash the stored offset never counts a byte that is not on
-/// disk, and bytes past it are cut off when the next PATCH opens the file.
+/// disk, and bytes past it are cut off when the next PATCH opens the file. (`durable: false`
+/// skips the `fdatasync`: a server crash still loses nothing acknowledged, a power cut may.)
+///
+/// Policy comes before bytes: a length past `Tus-Max-Size` or the user's quota, or a claimed
+/// `filetype` the policy forbids, is refused at creation; the sniffed type is checked again
+/// when the upload completes.
 struct TusController: Sendable {
     let uploads: any UploadRepository
     let files: UploadFiles
@@ -17,8 +22,11 @@ struct TusController: Sendable {
     let completion: UploadCompletion
     let store: FileStore
     let rooms: any RoomRepository
+    let policy: UploadPolicy
     let maxSize: Int64
     let expiry: TimeInterval
+    /// `fdatasync` before acknowledging an offset (``ChatConfiguration/durableUploads``).
+    let durable: Bool
 
     static let version = "1.0.0"
     static let extensions = "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
@@ -68,6 +76,8 @@ struct TusController: Sendable {
         }
         let metadata = request.headers[.uploadMetadata]
         let parsed = try Self.parseMetadata(metadata)
+        if let length { try await checkQuota(adding: length, userId: context.user.id) }
+        if let claimed = parsed["filetype"], policy.forbids(claimed) { throw UploadPolicy.forbiddenType(claimed) }
         if let roomValue = parsed["room_id"] {
             guard let roomId = Int64(roomValue), try await rooms.isMember(roomId: roomId, userId: context.user.id) else {
                 throw APIError.notFound("no such room")
@@ -110,6 +120,9 @@ struct TusController: Sendable {
             throw APIError(.conflict, code: "incomplete", "the upload is at \(record.offset) of \(record.length.map(String.init) ?? "?") bytes",
                            headers: [.uploadOffset: String(record.offset)])
         }
+        if let rejection = record.rejection {
+            throw APIError(.unprocessableContent, code: rejection, "the upload was refused by the server's policy (\(rejection)); its bytes were deleted")
+        }
         guard let fileId = record.fileId, let file = try await store.file(id: fileId) else {
             return try Self.json(["status": .string("processing")], status: .accepted)
         }
@@ -139,9 +152,12 @@ struct TusController: Sendable {
                            headers: [.uploadOffset: String(record.offset), .tusResumable: Self.version])
         }
         if record.length == nil, let value = request.headers[.uploadLength] {
-            guard let length = Int64(value), length >= record.offset, length <= maxSize else {
-                throw APIError.badRequest("Upload-Length must be between the current offset and Tus-Max-Size")
+            guard let length = Int64(value), length >= record.offset else {
+                throw APIError.badRequest("Upload-Length must not be below the current offset")
             }
+            guard length <= maxSize else { throw APIError.tooLarge("the upload is larger than Tus-Max-Size (\(maxSize) bytes)") }
+            // The quota already counts what arrived; only the rest is new.
+            try await checkQuota(adding: length - record.offset, userId: context.user.id)
             record.length = length
         }
         let offset = try await receive(request, into: record, context: context)
@@ -178,7 +194,10 @@ struct TusController: Sendable {
             }
             checksum = (algorithm, expected)
         }
-        let limit = record.length ?? maxSize
+        var limit = record.length ?? maxSize
+        if record.length == nil, let room = try await remainingQuota(userId: context.user.id) {
+            limit = min(limit, record.offset + room)
+        }
         let token = await writers.acquire(record.id)
         let writer = try await files.openForAppend(record.id, at: record.offset)
         do {
@@ -188,6 +207,7 @@ struct TusController: Sendable {
                 }
                 guard writer.offset + Int64(chunk.readableBytes) <= limit else {
                     try await writer.truncate(to: record.offset)
+                    if record.length == nil, limit < maxSize, let quota = policy.quotaBytes { throw UploadPolicy.quotaExceeded(quota) }
                     throw APIError.tooLarge("the body runs past Upload-Length (\(limit) bytes)")
                 }
                 try await writer.write(chunk)
@@ -199,7 +219,7 @@ struct TusController: Sendable {
                                "the chunk's checksum does not match; it was discarded",
                                headers: [.uploadOffset: String(record.offset), .tusResumable: Self.version])
             }
-            try await writer.sync()
+            if durable { try await writer.sync() }
             let offset = writer.offset
             let complete = record.length.map { offset == $0 } ?? false
             try await uploads.advance(id: record.id, to: offset, length: record.length, completedAt: complete ? Date() : nil)
@@ -227,6 +247,18 @@ struct TusController: Sendable {
     }
 
     // MARK: Helpers
+
+    /// 413 `quota_exceeded` when `bytes` more would take the user past their quota.
+    private func checkQuota(adding bytes: Int64, userId: Int64) async throws {
+        if let room = try await remainingQuota(userId: userId), bytes > room, let quota = policy.quotaBytes {
+            throw UploadPolicy.quotaExceeded(quota)
+        }
+    }
+
+    private func remainingQuota(userId: Int64) async throws -> Int64? {
+        guard policy.quotaBytes != nil else { return nil }
+        return policy.remaining(using: try await uploads.bytesInUse(userId: userId, at: Date()))
+    }
 
     private func ownedUpload(_ context: AuthenticatedContext) async throws -> UploadRecord {
         guard let id = context.parameters.get("uploadId"), let record = try await uploads.upload(id: id),

@@ -16,6 +16,8 @@ struct UploadRecord: Sendable, Equatable {
     var completedAt: Date?
     /// The stored file, once the pipeline has processed the completed upload.
     var fileId: String? = nil
+    /// Why a completed upload was not stored (`forbidden_type`); nil otherwise.
+    var rejection: String? = nil
 }
 
 /// Upload state, stored so that a restarted server resumes where the disk says.
@@ -30,6 +32,11 @@ protocol UploadRepository: Sendable {
     /// Completed uploads the pipeline has not turned into files yet (e.g. after a restart).
     func unprocessed() async throws -> [String]
     func setFile(uploadId: String, fileId: String) async throws
+    /// Marks a completed upload as refused by policy; its bytes are gone.
+    func reject(uploadId: String, code: String) async throws
+    /// Bytes `userId` holds against their quota: stored files, plus the declared (or, when
+    /// deferred, received) lengths of uploads not yet stored that have not expired.
+    func bytesInUse(userId: Int64, at now: Date) async throws -> Int64
 }
 
 struct SQLiteUploadRepository: UploadRepository {
@@ -74,6 +81,13 @@ struct SQLiteUploadRepository: UploadRepository {
                 CREATE INDEX messages_file ON messages(file_id) WHERE file_id IS NOT NULL;
                 """)
         }
+        migrator.registerMigration("v5: refused uploads, quota lookups") { db in
+            try db.execute(sql: """
+                ALTER TABLE uploads ADD COLUMN rejection TEXT;
+                CREATE INDEX uploads_user ON uploads(user_id);
+                CREATE INDEX files_owner ON files(owner_id);
+                """)
+        }
     }
 
     func create(_ record: UploadRecord) async throws {
@@ -92,7 +106,7 @@ struct SQLiteUploadRepository: UploadRepository {
                              metadata: row["metadata"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
                              expiresAt: Date(timeIntervalSince1970: row["expires_at"]),
                              completedAt: (row["completed_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
-                             fileId: row["file_id"])
+                             fileId: row["file_id"], rejection: row["rejection"])
             }
         }
     }
@@ -111,13 +125,30 @@ struct SQLiteUploadRepository: UploadRepository {
 
     func unprocessed() async throws -> [String] {
         try await pool.read { db in
-            try String.fetchAll(db, sql: "SELECT id FROM uploads WHERE completed_at IS NOT NULL AND file_id IS NULL")
+            try String.fetchAll(db, sql: "SELECT id FROM uploads WHERE completed_at IS NOT NULL AND file_id IS NULL AND rejection IS NULL")
         }
     }
 
     func setFile(uploadId: String, fileId: String) async throws {
         try await pool.write { db in
             try db.execute(sql: "UPDATE uploads SET file_id = ? WHERE id = ?", arguments: [fileId, uploadId])
+        }
+    }
+
+    func reject(uploadId: String, code: String) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE uploads SET rejection = ? WHERE id = ?", arguments: [code, uploadId])
+        }
+    }
+
+    func bytesInUse(userId: Int64, at now: Date) async throws -> Int64 {
+        try await pool.read { db in
+            try Int64.fetchOne(db, sql: """
+                SELECT (SELECT COALESCE(SUM(size), 0) FROM files WHERE owner_id = ?)
+                     + (SELECT COALESCE(SUM(COALESCE(length, "offset")), 0) FROM uploads
+                        WHERE user_id = ? AND file_id IS NULL AND rejection IS NULL
+                          AND (completed_at IS NOT NULL OR expires_at > ?))
+                """, arguments: [userId, userId, now.timeIntervalSince1970]) ?? 0
         }
     }
 
