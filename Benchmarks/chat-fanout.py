@@ -17,7 +17,9 @@ loop's time.perf_counter() (CLOCK_MONOTONIC, shared by all processes) minus the 
 
 Needs: pip install websockets (scripts/install-deps.sh --bench).
 """
-import asyncio, json, os, resource, socket, subprocess, tempfile, time, urllib.request
+import asyncio, json, os, resource, subprocess, tempfile, time
+
+from benchlib import BINARY, ROOT, call, cpu_seconds, free_port, peak_rss_mib, percentile
 from websockets.asyncio.client import connect
 
 SOCKETS = int(os.environ.get("SOCKETS", 1000))
@@ -25,45 +27,8 @@ RATE = float(os.environ.get("RATE", 10))
 SECONDS = float(os.environ.get("SECONDS", 30))
 USERS = int(os.environ.get("USERS", 20))
 RECEIVER_THREADS = int(os.environ.get("RECEIVER_THREADS", 2))
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.environ.get("MEDIAGATE", os.path.join(ROOT, ".build/release/mediagate"))
 RECEIVER_PACKAGE = os.path.join(ROOT, "Benchmarks/FanoutReceiver")
 RECEIVER = os.path.join(RECEIVER_PACKAGE, ".build/release/fanout-receiver")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(base, method, path, body=None, token=None):
-    request = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body is not None else None)
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", "Bearer " + token)
-    with urllib.request.urlopen(request) as response:
-        text = response.read()
-        return json.loads(text) if text else None
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
 async def send_messages(port, room, token, total):

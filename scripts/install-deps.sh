@@ -13,8 +13,8 @@ for flag in "$@"; do
   case "$flag" in
     --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl)
             python_packages+=(blurhash tuspy) ;;
-    --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc)
-             python_packages+=(pillow websockets) ;;
+    --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk)
+             python_packages+=(pillow websockets tuspy tuspyserver fastapi uvicorn uvloop httptools thumbor) ;;
     *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
   esac
 done
@@ -30,6 +30,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+  # Debian starts nginx on port 80 when it is installed; the benchmarks run their own.
+  if [[ " ${missing[*]} " == *" nginx-light "* ]]; then $sudo service nginx stop > /dev/null 2>&1 || true; fi
 fi
 
 for package in "${python_packages[@]}"; do

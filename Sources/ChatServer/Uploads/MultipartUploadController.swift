@@ -53,11 +53,11 @@ struct MultipartUploadController: Sendable {
             for try await chunk in request.body {
                 do { try parser.execute(chunk) } catch { throw APIError.badRequest("the multipart body is malformed") }
                 for piece in part.takeFileBytes() {
-                    guard writer.offset + Int64(piece.readableBytes) <= limit else {
+                    guard writer.end + Int64(piece.readableBytes) <= limit else {
                         if quotaLimited, let quota = policy.quotaBytes { throw UploadPolicy.quotaExceeded(quota) }
                         throw APIError.tooLarge("uploads here are at most \(maxBytes) bytes")
                     }
-                    try await writer.write(piece)
+                    try await writer.append(piece)
                 }
             }
             guard part.sawFile, part.fileComplete else { throw APIError.badRequest("no complete \"file\" field in the body") }
