@@ -30,6 +30,8 @@ bench:
 	Benchmarks/pipeline.sh
 	swift build -c release --product mediagate
 	Benchmarks/chat-fanout.py
+	Benchmarks/upload-throughput.py
+	Benchmarks/thumbnails.py
 
 clean:
 	rm -rf .build

@@ -95,6 +95,8 @@ let package = Package(
             dependencies: [
                 "MediaPipeline", "ChatServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
 

@@ -21,7 +21,8 @@ public struct ChatServices: Sendable {
     let fileStore: FileStore
     let completion: UploadCompletion
     let urlSigner: URLSigner
-    let thumbnails: Thumbnails
+    /// A `var` so that tests can put the service on a deliberately tiny pool.
+    var thumbnails: Thumbnails
     let policy: UploadPolicy
 
     /// One pool of media worker threads for the process, however many apps tests build.
@@ -43,7 +44,8 @@ public struct ChatServices: Sendable {
         uploads = SQLiteUploadRepository(pool: database.pool)
         uploadFiles = try UploadFiles(dataDirectory: configuration.dataDirectory)
         fileStore = try FileStore(pool: database.pool, dataDirectory: configuration.dataDirectory)
-        thumbnails = try Thumbnails(dataDirectory: configuration.dataDirectory, processor: MediaProcessor(pool: Self.thumbnailWorkers))
+        thumbnails = try Thumbnails(dataDirectory: configuration.dataDirectory, processor: MediaProcessor(pool: Self.thumbnailWorkers),
+                                    memoryBytes: configuration.thumbnailMemoryCacheBytes)
         policy = UploadPolicy(configuration: configuration)
         completion = UploadCompletion(uploads: uploads, files: uploadFiles, store: fileStore,
                                       processor: MediaProcessor(pool: Self.mediaWorkers), thumbnails: thumbnails, policy: policy)

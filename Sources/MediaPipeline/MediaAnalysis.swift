@@ -112,7 +112,7 @@ struct MediaAnalysis {
             report.attachment.animated = header.pages > 1
             report.attachment.frameCount = header.pages
         }
-        let rendered = try VipsImaging.render(path: path, route: route, request: request,
+        let rendered = try VipsImaging.render(path: path, route: route, header: header, request: request,
                                               previewSize: MediaProcessor.previewSize, deadline: deadline)
         apply(rendered, to: &report)
     }

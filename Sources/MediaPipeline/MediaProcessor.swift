@@ -57,4 +57,12 @@ public struct MediaProcessor: Sendable {
             try MediaAnalysis(worker: worker, limits: limits).thumbnail(path: path, request: request)
         }
     }
+
+    /// The DCT scale (1, 2, 4 or 8) a JPEG of this displayed size is decoded at for `request`:
+    /// the largest that still covers the box. A decoded picture kept at scale N
+    /// (``ThumbnailRequest/decodedPicturePath``) serves every request whose scale is N or more.
+    public static func jpegDecodeScale(displayedWidth: Int, displayedHeight: Int, for request: ThumbnailRequest) -> Int {
+        VipsImaging.jpegShrink(header: ImageHeader(width: displayedWidth, height: displayedHeight, pages: 1, orientation: 1,
+                                                   loader: "jpegload"), request: request)
+    }
 }

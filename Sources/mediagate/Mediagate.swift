@@ -1,7 +1,6 @@
 import ArgumentParser
 
 /// The `mediagate` command: media processing and upload gateway for real-time chat.
-@main
 struct Mediagate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mediagate",

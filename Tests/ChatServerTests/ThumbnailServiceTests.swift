@@ -1,7 +1,10 @@
-import ChatServer
+@testable import ChatServer
+import Crypto
 import Foundation
 import HTTPTypes
+import Hummingbird
 import HummingbirdTesting
+import MediaPipeline
 import MediagateTestSupport
 import NIOCore
 import Testing
@@ -87,6 +90,74 @@ struct ThumbnailServiceTests {
             let fileURL = try #require(attachment["url"] as? String)
             let query = String(fileURL.split(separator: "?").last!)
             #expect(try await FileServingTests.get(client, "/api/files/\(id)/thumbnail?\(query)").status == .forbidden)
+        }
+    }
+
+    @Test("a full thumbnail queue answers 503 with Retry-After at once, and the server goes on")
+    func overload() async throws {
+        let configuration = try testConfiguration()
+        var services = try await ChatServices(configuration: configuration)
+        // One worker and one waiting job: the third concurrent request finds the queue full.
+        let pool = MediaWorkerPool(threadCount: 1, maxQueuedJobs: 1)
+        defer { pool.shutdown() }
+        services.thumbnails = try Thumbnails(dataDirectory: configuration.dataDirectory, processor: MediaProcessor(pool: pool))
+        let app = Application(router: ChatRouters(services: services).http)
+        // Noise does not compress, so each decode takes long enough for requests to pile up.
+        let photo = try Fixtures.temporaryDirectory("overload").appendingPathComponent("noise.jpg").path
+        _ = try await Tool.exec("vips", ["gaussnoise", photo + "[Q=90]", "3000", "2000"])
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let id = try await FileServingTests.upload(client, token: alice.access, bytes: try Data(contentsOf: URL(fileURLWithPath: photo)), name: "n.jpg")
+            let variants = Thumbnails.ladder.flatMap { size in ["jpeg", "png"].map { "w=\(size)&format=\($0)" } }
+            let statuses = try await withThrowingTaskGroup(of: (String, TestResponse).self) { group in
+                for variant in variants {
+                    group.addTask { (variant, try await FileServingTests.get(client, "/api/files/\(id)/thumbnail?\(variant)", token: alice.access)) }
+                }
+                var statuses: [String: HTTPResponse.Status] = [:]
+                for try await (variant, response) in group {
+                    statuses[variant] = response.status
+                    if response.status == .serviceUnavailable {
+                        #expect(response.headers[.retryAfter] == "1")
+                    } else {
+                        #expect(response.status == .ok)
+                    }
+                }
+                return statuses
+            }
+            let refused = statuses.filter { $0.value == .serviceUnavailable }.map(\.key)
+            #expect(!refused.isEmpty, "\(variants.count) requests at once on one worker with a queue of one: some must be refused")
+            #expect(statuses.values.contains(.ok))
+            // Refused work was not cached half-done, and the same requests succeed once the queue drains.
+            for variant in refused {
+                #expect(try await FileServingTests.get(client, "/api/files/\(id)/thumbnail?\(variant)", token: alice.access).status == .ok)
+            }
+        }
+    }
+
+    @Test("a large JPEG's decoded picture is kept at upload, and small thumbnails are made from it")
+    func decodedPicture() async throws {
+        let configuration = try testConfiguration()
+        let app = try await buildApplication(configuration)
+        let big = try Fixtures.temporaryDirectory("decoded").appendingPathComponent("big.jpg").path
+        _ = try await Tool.exec("vips", ["resize", Fixtures.media("photo-exif-orientation-6.jpg"), big + "[Q=90]", "10"])
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: big))
+            let id = try await FileServingTests.upload(client, token: alice.access, bytes: bytes, name: "big.jpg")
+            let sha = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+            // 4000x3000 decoded at 1/8 for the eager 320 px thumbnail: 375x500 upright, kept.
+            let decoded = configuration.dataDirectory + "/decoded/\(sha).jpg"
+            #expect(try await Tool.exec("vipsheader", ["-f", "width", decoded]).trimmed == "375")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: configuration.dataDirectory + "/uploads").isEmpty)
+
+            // With the original gone, sizes the decoded picture covers still work; 640 px needs the original.
+            try FileManager.default.removeItem(atPath: configuration.dataDirectory + "/files/\(sha)")
+            let small = try await FileServingTests.get(client, "/api/files/\(id)/thumbnail?w=96&format=webp", token: alice.access)
+            #expect(small.status == .ok)
+            let smallSize = try await Self.size(of: small.body)
+            #expect(abs(smallSize.0 - 72) <= 1 && smallSize.1 == 96, "\(smallSize)") // libvips may round 72.0 down
+            let large = try await FileServingTests.get(client, "/api/files/\(id)/thumbnail?w=640", token: alice.access)
+            #expect(large.status != .ok)
         }
     }
 }

@@ -2,6 +2,7 @@ import ChatServer
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import MediagateTestSupport
 import Testing
 
 /// Live server on 127.0.0.1 (port 0) and real WebSocket clients.
@@ -56,6 +57,49 @@ struct WebSocketTests {
             let fromRest = try await aliceSocket.inbox.next("message", where: { $0["content"] as? String == "from rest" })
             #expect(fromRest["sender"] as? String == "bob")
 
+            _ = try await aliceSocket.close()
+            _ = try await bobSocket.close()
+        }
+    }
+
+    @Test("a WebSocket message with an attachment reaches the room with the full attachment and seed keys")
+    func attachmentMessage() async throws {
+        let app = try await buildApplication(try testConfiguration())
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let bob = try await client.register("bob")
+            let room = try await client.createRoom("pair", token: alice.access, members: ["bob"])
+            let photo = try Data(contentsOf: URL(fileURLWithPath: Fixtures.media("photo-exif-orientation-6.jpg")))
+            let fileId = try await FileServingTests.upload(client, token: alice.access, bytes: photo, name: "IMG_0042.jpg")
+            let aliceSocket = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(alice.access)")
+            let bobSocket = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(bob.access)")
+
+            try await aliceSocket.send(["type": "message", "content": "look", "client_id": "pic-1", "attachment": ["file_id": fileId]])
+            let received = try await bobSocket.inbox.next("message")
+            let attachment = try #require(received["attachment"] as? [String: Any])
+            #expect(attachment["type"] as? String == "image")
+            #expect(attachment["filename"] as? String == "IMG_0042.jpg")
+            #expect(attachment["width"] as? Int == 300 && attachment["height"] as? Int == 400)
+            #expect(attachment["mimeType"] as? String == "image/jpeg")
+            #expect(attachment["size"] as? Int == photo.count)
+            #expect((attachment["blurhash"] as? String)?.isEmpty == false)
+            #expect(received["message_type"] as? String == "image")
+            #expect(received["file_name"] as? String == "IMG_0042.jpg")
+            #expect(received["file_size"] as? Int == photo.count)
+            #expect(received["mime_type"] as? String == "image/jpeg")
+            // Bob, who never held a token for the file, loads both URLs as AsyncImage would: no header.
+            for key in ["url", "thumbnailUrl"] {
+                let url = try #require(attachment[key] as? String)
+                #expect(url.contains("sig="))
+                let fetched = try await Tool.exec("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)\(url)"])
+                #expect(fetched.stdout == "200", "\(key)")
+            }
+            #expect(received["file_url"] as? String == attachment["url"] as? String)
+
+            // An attachment naming a file nobody gave Bob is refused, and the socket stays up.
+            try await bobSocket.send(["type": "message", "content": "mine now", "attachment": ["file_id": "not-a-file"]])
+            #expect(try await bobSocket.inbox.next("error")["code"] as? String == "invalid")
             _ = try await aliceSocket.close()
             _ = try await bobSocket.close()
         }

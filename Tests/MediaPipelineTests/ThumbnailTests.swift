@@ -1,6 +1,6 @@
 import Foundation
 import MediagateTestSupport
-import MediaPipeline
+@testable import MediaPipeline
 import Testing
 
 /// Thumbnails decode, fit their box, are upright, carry no metadata and are never upscaled.
@@ -55,6 +55,49 @@ struct ThumbnailTests {
         // The grey gradient stripe is on the left edge when upright.
         let left = try Self.pixel(path, 3, 190)
         #expect(abs(left[0] - left[1]) < 20 && abs(left[1] - left[2]) < 20)
+    }
+
+    @Test("a 12 MP photo decodes at 1/8 scale and still comes out upright and sharp enough")
+    func largeOrientedPhoto() async throws {
+        // The orientation-6 fixture blown up ten times: 4000x3000 stored, EXIF orientation kept.
+        let big = try Fixtures.temporaryDirectory("big").appendingPathComponent("big.jpg").path
+        _ = try Tool.run("vips", ["resize", Fixtures.media("photo-exif-orientation-6.jpg"), big + "[Q=90]", "10"])
+        #expect(try Tool.text("vipsheader", ["-f", "width", big]) == "4000")
+        let thumbnail = try await Self.processor.thumbnail(fileAt: big, request: ThumbnailRequest(width: 320, height: 320, format: .png))
+        #expect(thumbnail.width == 240 && thumbnail.height == 320)
+        let path = try Self.save(thumbnail)
+        let top = try Self.pixel(path, 160, 30), bottom = try Self.pixel(path, 160, 290)
+        #expect(top[0] > 150 && top[2] < 100, "top should be red, is \(top)")
+        #expect(bottom[2] > 150 && bottom[0] < 100, "bottom should be blue, is \(bottom)")
+        // The same picture as libvips' own (more careful, twice as costly) thumbnail, within a few levels.
+        let reference = try Fixtures.temporaryDirectory("big").appendingPathComponent("reference.png").path
+        _ = try Tool.run("vipsthumbnail", [big, "-s", "320x320", "-o", reference])
+        let difference = try Tool.text("vips", ["avg", try Self.absoluteDifference(path, reference)])
+        #expect(Double(difference)! < 4, "mean absolute difference from vipsthumbnail: \(difference)")
+    }
+
+    /// Writes |a - b| to a temporary file and returns its path.
+    static func absoluteDifference(_ a: String, _ b: String) throws -> String {
+        let directory = try Fixtures.temporaryDirectory("diff")
+        let difference = directory.appendingPathComponent("d.v").path, absolute = directory.appendingPathComponent("abs.v").path
+        _ = try Tool.run("vips", ["subtract", a, b, difference])
+        _ = try Tool.run("vips", ["abs", difference, absolute])
+        return absolute
+    }
+
+    @Test("the JPEG decode scale is the largest that still covers the box")
+    func jpegScale() {
+        func shrink(_ width: Int, _ height: Int, orientation: Int = 1, box: Int, fit: ThumbnailRequest.Fit = .contain) -> Int {
+            VipsImaging.jpegShrink(header: ImageHeader(width: width, height: height, pages: 1, orientation: orientation, loader: "jpegload"),
+                                   request: ThumbnailRequest(width: box, height: box, fit: fit))
+        }
+        #expect(shrink(4000, 3000, box: 320) == 8)   // 12.5x: 500x375 still covers 320
+        #expect(shrink(4000, 3000, box: 640) == 4)   // 6.25x
+        #expect(shrink(4000, 3000, box: 1280) == 2)  // 3.1x
+        #expect(shrink(4000, 3000, box: 2000) == 2)  // 2000x1500 exactly covers the box
+        #expect(shrink(4000, 3000, box: 2100) == 1)  // 1.9x is no DCT scale
+        #expect(shrink(300, 400, box: 320) == 1)
+        #expect(shrink(4000, 1000, box: 320, fit: .cover) == 2) // cover: the short side (1000) must fill 320
     }
 
     @Test("a phone video's poster is portrait")

@@ -47,6 +47,8 @@ typedef struct mg_thumbnail_request {
     int preview_size;       ///< longest side of the tiny sRGB preview; 0 for none
     int fail_on_truncated;  ///< 1: a truncated or corrupt file is an error, not a grey image
     int64_t deadline_us;    ///< g_get_monotonic_time() after which work is killed; 0 for none
+    int jpeg_shrink;        ///< 2, 4 or 8: decode a JPEG file at 1/N (DCT scaling) first; 0 or 1: let libvips choose
+    const char *decoded_path; ///< with jpeg_shrink > 1: also write the decoded picture, upright, as a Q90 JPEG here; NULL: don't
 } mg_thumbnail_request;
 
 typedef struct mg_thumbnail_result {

@@ -49,6 +49,8 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         "application/x-dosexec", "application/vnd.microsoft.portable-executable", "application/x-msdownload",
         "application/x-mach-binary", "application/x-msi",
     ]
+    /// Bytes of recently used thumbnails kept in memory (0: serve every one from disk).
+    public var thumbnailMemoryCacheBytes: Int = 32 << 20
     /// Whether a tus PATCH is `fdatasync`ed before its offset is acknowledged. Turning it off
     /// trades crash safety (acknowledged bytes may be lost on power failure or kernel crash,
     /// not on a server crash) for throughput on slow disks, as nginx and tuspyserver run.
@@ -85,6 +87,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         userQuotaBytes = try value(.userQuotaBytes, userQuotaBytes)
         forbiddenMimeTypes = try value(.forbiddenMimeTypes, forbiddenMimeTypes)
         durableUploads = try value(.durableUploads, durableUploads)
+        thumbnailMemoryCacheBytes = try value(.thumbnailMemoryCacheBytes, thumbnailMemoryCacheBytes)
     }
 
     /// Reads a JSON configuration file over the defaults.
@@ -119,6 +122,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try check((4...31).contains(passwordHashCost), "passwordHashCost must be between 4 and 31")
         try check(maxQueuedFramesPerSocket >= 16, "maxQueuedFramesPerSocket must be at least 16")
         try check(maxUploadBytes > 0, "maxUploadBytes must be positive")
+        try check(thumbnailMemoryCacheBytes >= 0, "thumbnailMemoryCacheBytes must not be negative")
         try check(userQuotaBytes >= 0, "userQuotaBytes must be 0 (no quota) or positive")
         try check(uploadExpirySeconds >= 1 && uploadSweepIntervalSeconds >= 1, "upload expiry and sweep interval must be positive")
     }

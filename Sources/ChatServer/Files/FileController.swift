@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HTTPTypes
 import MediaPipeline
 
@@ -36,8 +37,8 @@ struct FileController: Sendable {
         guard let id = context.parameters.get("fileId"), let file = try await store.file(id: id) else {
             throw APIError.notFound("no such file")
         }
-        try await authorise(request, file: file, variant: "thumbnail")
         let query = request.uri.queryParameters
+        try await authorise(request, query: query, file: file, variant: "thumbnail")
         func dimension(_ name: String) throws -> Int? {
             try query[Substring(name)].map {
                 guard let value = Int(String($0)), (1...10_000).contains(value) else { throw APIError.badRequest("\(name) must be 1-10000") }
@@ -59,9 +60,11 @@ struct FileController: Sendable {
             headers[.vary] = "Accept"
         }
         let thumbRequest = Thumbnails.request(width: try dimension("w"), height: try dimension("h"), fit: fit, format: format)
-        let path: String
+        let thumbnail: (bytes: ByteBuffer, name: String)
         do {
-            path = try await thumbnails.thumbnail(of: store.blobPath(sha256: file.sha256), sha256: file.sha256, request: thumbRequest)
+            thumbnail = try await thumbnails.thumbnailBytes(blob: store.blobPath(sha256: file.sha256), sha256: file.sha256,
+                                                            picture: file.attachment, request: thumbRequest,
+                                                            decodedFor: UploadCompletion.eagerThumbnail)
         } catch let error as MediaError {
             switch error.code {
             case .overloaded: throw APIError(.serviceUnavailable, code: "overloaded", "thumbnail work is queued full; retry shortly", headers: [.retryAfter: "1"])
@@ -69,21 +72,21 @@ struct FileController: Sendable {
             default: throw APIError.unprocessable("no thumbnail can be made: \(error.message)")
             }
         }
-        let etag = "\"\((path as NSString).lastPathComponent)\""
+        let etag = "\"\(thumbnail.name)\""
         headers[.contentType] = format.mimeType
         headers[.eTag] = etag
         headers[.cacheControl] = "private, max-age=31536000, immutable"
-        headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
+        headers[.xContentTypeOptions] = "nosniff"
         headers[.contentDisposition] = "inline"
         if request.headers[.ifNoneMatch] == etag { return Response(status: .notModified, headers: headers) }
-        return Response(status: .ok, headers: headers, body: try await fileIO.loadFile(path: path, context: context))
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: thumbnail.bytes))
     }
 
     @Sendable func serve(_ request: Request, context: ChatRequestContext) async throws -> Response {
         guard let id = context.parameters.get("fileId"), let file = try await store.file(id: id) else {
             throw APIError.notFound("no such file")
         }
-        try await authorise(request, file: file, variant: "original")
+        try await authorise(request, query: request.uri.queryParameters, file: file, variant: "original")
         let mimeType = file.attachment.mimeType ?? "application/octet-stream"
         let etag = "\"\(file.sha256)\""
         var headers: HTTPFields = [
@@ -91,7 +94,7 @@ struct FileController: Sendable {
             .eTag: etag,
             .cacheControl: "private, max-age=31536000, immutable",
             .acceptRanges: "bytes",
-            HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+            .xContentTypeOptions: "nosniff",
             .contentSecurityPolicy: "sandbox; default-src 'none'",
             .contentDisposition: Self.disposition(for: file.attachment, mimeType: mimeType),
         ]
@@ -124,8 +127,7 @@ struct FileController: Sendable {
     }
 
     /// Signed URL, else Bearer token of the uploader or of a member of a room it was posted in.
-    private func authorise(_ request: Request, file: StoredFile, variant: String) async throws {
-        let query = request.uri.queryParameters
+    private func authorise(_ request: Request, query: FlatDictionary<Substring, Substring>, file: StoredFile, variant: String) async throws {
         if query["sig"] != nil || query["exp"] != nil {
             switch signer.verify(fileId: file.id, variant: variant, expiry: query["exp"].map(String.init), signature: query["sig"].map(String.init)) {
             case .valid: return
@@ -164,4 +166,8 @@ struct FileController: Sendable {
             return nil
         }
     }
+}
+
+extension HTTPField.Name {
+    static let xContentTypeOptions = Self("X-Content-Type-Options")!
 }

@@ -29,19 +29,27 @@ struct URLSigner: Sendable {
 
     func verify(fileId: String, variant: String, expiry: String?, signature: String?, now: Date = Date()) -> Verdict {
         guard let expiry, let expiryValue = Int(expiry), let signature else { return .invalid }
-        let matches = [current, previous].compactMap { $0 }.contains { key in
+        func matches(_ key: SymmetricKey) -> Bool {
             // Constant-time comparison of the MACs.
-            let expected = Array(Self.mac(key, fileId: fileId, variant: variant, expiry: expiryValue).utf8)
-            let given = Array(signature.utf8)
-            return expected.count == given.count && zip(expected, given).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+            let expected = Self.mac(key, fileId: fileId, variant: variant, expiry: expiryValue).utf8
+            return expected.count == signature.utf8.count && zip(expected, signature.utf8).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
         }
-        guard matches else { return .invalid }
+        guard matches(current) || previous.map(matches) == true else { return .invalid }
         return Double(expiryValue) >= now.timeIntervalSince1970 ? .valid : .expired
     }
 
     private static func mac(_ key: SymmetricKey, fileId: String, variant: String, expiry: Int) -> String {
         let code = HMAC<SHA256>.authenticationCode(for: Data("\(fileId):\(variant):\(expiry)".utf8), using: key)
-        return Data(code).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        // base64url without padding, byte by byte: Foundation's replacingOccurrences was the
+        // largest user-space cost of serving a cached thumbnail.
+        let url: [UInt8] = Data(code).base64EncodedData().compactMap { byte in
+            switch byte {
+            case UInt8(ascii: "+"): UInt8(ascii: "-")
+            case UInt8(ascii: "/"): UInt8(ascii: "_")
+            case UInt8(ascii: "="): nil
+            default: byte
+            }
+        }
+        return String(decoding: url, as: UTF8.self)
     }
 }

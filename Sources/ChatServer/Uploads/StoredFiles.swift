@@ -20,6 +20,9 @@ struct FileStore: Sendable {
     let pool: DatabasePool
     let directory: String
     var threadPool: NIOThreadPool = .singleton
+    /// File rows never change once written, so every request for a popular file need not
+    /// read SQLite and decode its attachment JSON again.
+    let recent = MemoryCache<StoredFile>(capacity: 20_000)
 
     init(pool: DatabasePool, dataDirectory: String) throws {
         self.pool = pool
@@ -27,7 +30,7 @@ struct FileStore: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
-    func blobPath(sha256: String) -> String { (directory as NSString).appendingPathComponent(sha256) }
+    func blobPath(sha256: String) -> String { "\(directory)/\(sha256)" }
 
     /// Moves `source` into the blob store under its hash (or drops it if those bytes are
     /// already there), then records the file.
@@ -70,13 +73,16 @@ struct FileStore: Sendable {
     }
 
     func file(id: String) async throws -> StoredFile? {
-        try await pool.read { db in
+        if let file = recent[id] { return file }
+        let file = try await pool.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM files WHERE id = ?", arguments: [id]).map { row in
                 let attachment = try JSONDecoder().decode(Attachment.self, from: Data((row["attachment"] as String).utf8))
                 return StoredFile(id: row["id"], uploadId: row["upload_id"], ownerId: row["owner_id"], sha256: row["sha256"],
                                   size: row["size"], attachment: attachment, errorCode: row["error_code"])
             }
         }
+        if let file { recent.insert(file, forKey: id) }
+        return file
     }
 }
 
@@ -112,7 +118,22 @@ struct UploadCompletion: Sendable {
     /// `claimedType` that disagrees with it is kept in the attachment's `claimedMimeType`.
     func storeFile(at path: String, filename: String, claimedType: String? = nil, ownerId: Int64,
                    uploadId: String?) async throws -> StoredFile {
-        var report = try await processor.probe(fileAt: path, filename: filename, thumbnail: Self.eagerThumbnail)
+        var eager = Self.eagerThumbnail
+        let decoded = path + ".decoded.jpg"
+        eager.decodedPicturePath = decoded
+        do {
+            return try await storeProbed(at: path, filename: filename, claimedType: claimedType, ownerId: ownerId,
+                                         uploadId: uploadId, eager: eager)
+        } catch {
+            try? await store.threadPool.runIfActive { _ = unlink(decoded) }
+            throw error
+        }
+    }
+
+    private func storeProbed(at path: String, filename: String, claimedType: String?, ownerId: Int64, uploadId: String?,
+                             eager: ThumbnailRequest) async throws -> StoredFile {
+        let decoded = eager.decodedPicturePath ?? ""
+        var report = try await processor.probe(fileAt: path, filename: filename, thumbnail: eager)
         let sniffed = report.attachment.mimeType ?? "application/octet-stream"
         if policy.forbids(sniffed) {
             try? await store.threadPool.runIfActive { _ = unlink(path) }
@@ -125,6 +146,12 @@ struct UploadCompletion: Sendable {
         let file = try await store.store(from: path, uploadId: uploadId, ownerId: ownerId, report: report)
         if let thumbnail = report.thumbnail {
             try? await thumbnails.save(thumbnail, to: thumbnails.cachePath(sha256: file.sha256, Self.eagerThumbnail))
+        }
+        // A large JPEG's decoded picture, kept for the thumbnails that follow (one per content).
+        let keep = thumbnails.decodedPath(sha256: file.sha256)
+        try? await store.threadPool.runIfActive {
+            if access(decoded, F_OK) == 0, access(keep, F_OK) != 0, rename(decoded, keep) == 0 { return }
+            _ = unlink(decoded)
         }
         return file
     }

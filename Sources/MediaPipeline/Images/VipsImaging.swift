@@ -55,11 +55,31 @@ enum VipsImaging {
     }
 
     /// Thumbnails a file (first page or frame, orientation applied, shrink-on-load).
-    static func render(path: String, route: VipsRoute, request: ThumbnailRequest?, previewSize: Int,
+    static func render(path: String, route: VipsRoute, header: ImageHeader, request: ThumbnailRequest?, previewSize: Int,
                        deadline: Deadline) throws(MediaError) -> RenderedPicture {
-        try render(request: request, previewSize: previewSize, deadline: deadline) { spec, result, error in
-            mg_vips_thumbnail_file(path, route.readsThroughSource ? 1 : 0, spec, result, error)
+        let shrink = header.loader == "jpegload" ? jpegShrink(header: header, request: request) : 1
+        return try render(request: request, previewSize: previewSize, deadline: deadline) { spec, result, error in
+            var spec = spec.pointee
+            spec.jpeg_shrink = Int32(shrink)
+            guard shrink > 1, let keep = request?.decodedPicturePath else {
+                return mg_vips_thumbnail_file(path, route.readsThroughSource ? 1 : 0, &spec, result, error)
+            }
+            return keep.withCString { keepPath in
+                spec.decoded_path = keepPath
+                return mg_vips_thumbnail_file(path, 0, &spec, result, error)
+            }
         }
+    }
+
+    /// The largest libjpeg DCT scale (1/2, 1/4, 1/8) whose decoded picture still covers the
+    /// thumbnail box, as PIL's draft mode picks; 1 when none does. libvips on its own keeps
+    /// twice the box, which for a 12 MP photo means decoding four times the pixels.
+    static func jpegShrink(header: ImageHeader, request: ThumbnailRequest?) -> Int {
+        let boxWidth = Double(request?.width ?? 256), boxHeight = Double(request?.height ?? 256)
+        let across = Double(header.displayedWidth) / boxWidth, down = Double(header.displayedHeight) / boxHeight
+        // contain: the longer relative side sets the scale; cover: the shorter one must still fill the box.
+        let factor = request?.fit == .cover ? min(across, down) : max(across, down)
+        return [8, 4, 2].first { Double($0) <= factor } ?? 1
     }
 
     /// Thumbnails an encoded picture held in memory (cover art).

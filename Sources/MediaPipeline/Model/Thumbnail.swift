@@ -37,13 +37,20 @@ public struct ThumbnailRequest: Sendable, Hashable {
     public var format: Format
     /// Encoder quality for JPEG and WebP, 1...100.
     public var quality: Int
+    /// Where to also keep the decoded, upright picture the thumbnail is resized from (a Q90
+    /// JPEG), when a large JPEG is decoded at a reduced DCT scale; nothing is written
+    /// otherwise. A later thumbnail that ``MediaProcessor/jpegDecodeScale(displayedWidth:displayedHeight:for:)``
+    /// puts at the same or a smaller scale can be made from it instead of the original.
+    public var decodedPicturePath: String?
 
-    public init(width: Int = 320, height: Int = 320, fit: Fit = .contain, format: Format = .jpeg, quality: Int = 80) {
+    public init(width: Int = 320, height: Int = 320, fit: Fit = .contain, format: Format = .jpeg, quality: Int = 80,
+                decodedPicturePath: String? = nil) {
         self.width = max(1, width)
         self.height = max(1, height)
         self.fit = fit
         self.format = format
         self.quality = min(100, max(1, quality))
+        self.decodedPicturePath = decodedPicturePath
     }
 }
 
