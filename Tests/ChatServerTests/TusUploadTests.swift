@@ -227,6 +227,31 @@ struct TusUploadTests {
             #expect(!FileManager.default.fileExists(atPath: services.uploadFiles.path(id)))
         }
     }
+
+    @Test("orphaned blobs older than the grace period are collected; stored files and fresh blobs stay")
+    func orphanCollection() async throws {
+        let configuration = try testConfiguration()
+        let services = try await ChatServices(configuration: configuration)
+        let app = try await buildApplication(configuration)
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let photo = try Data(contentsOf: URL(fileURLWithPath: Fixtures.media("progressive.jpg")))
+            _ = try await FileServingTests.upload(client, token: alice.access, bytes: photo, name: "kept.jpg")
+            let blobs = configuration.dataDirectory + "/files"
+            let stored = try FileManager.default.contentsOfDirectory(atPath: blobs)
+            let old = String(repeating: "a", count: 64), fresh = String(repeating: "b", count: 64)
+            for name in [old, fresh] { try Data("orphan".utf8).write(to: URL(fileURLWithPath: "\(blobs)/\(name)")) }
+            try Data("orphan".utf8).write(to: URL(fileURLWithPath: configuration.dataDirectory + "/decoded/\(old).jpg"))
+            let twoHoursAgo = Date().addingTimeInterval(-7200)
+            for path in ["\(blobs)/\(old)", "\(blobs)/\(stored[0])", configuration.dataDirectory + "/decoded/\(old).jpg"] {
+                try FileManager.default.setAttributes([.modificationDate: twoHoursAgo], ofItemAtPath: path)
+            }
+            let removed = try await services.fileStore.collectOrphans(decodedDirectory: services.thumbnails.decodedDirectory,
+                                                                      writtenBefore: Date().addingTimeInterval(-3600))
+            #expect(removed == 2)
+            #expect(Set(try FileManager.default.contentsOfDirectory(atPath: blobs)) == Set(stored + [fresh]))
+        }
+    }
 }
 
 /// The official tus Python client (`tuspy`) against the live server.

@@ -61,6 +61,27 @@ struct FileStore: Sendable {
         return file
     }
 
+    /// Deletes blobs that no file row names (the process died between moving the bytes in
+    /// and recording them) and decoded pictures likewise. Only those last written before
+    /// `cutoff`, so that a blob being stored right now is never taken. Returns how many went.
+    func collectOrphans(decodedDirectory: String, writtenBefore cutoff: Date) async throws -> Int {
+        let known = Set(try await pool.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT sha256 FROM files") })
+        let blobs = directory
+        return try await threadPool.runIfActive {
+            var removed = 0
+            for (folder, suffix) in [(blobs, ""), (decodedDirectory, ".jpg")] {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where name.hasSuffix(suffix) {
+                    guard !known.contains(String(name.dropLast(suffix.count))) else { continue }
+                    let path = "\(folder)/\(name)"
+                    guard let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+                          modified < cutoff else { continue }
+                    if unlink(path) == 0 { removed += 1 }
+                }
+            }
+            return removed
+        }
+    }
+
     /// Whether `userId` uploaded the file or is in a room where a message carries it.
     func canRead(fileId: String, userId: Int64) async throws -> Bool {
         try await pool.read { db in

@@ -2,8 +2,9 @@ import Foundation
 import Logging
 import ServiceLifecycle
 
-/// Deletes unfinished uploads past their `Upload-Expires`, bytes and state, every `interval`.
-/// Runs as a service of the application, so it stops with it.
+/// Deletes unfinished uploads past their `Upload-Expires`, bytes and state, every `interval`,
+/// and now and then blobs no stored file names. Runs as a service of the application, so it
+/// stops with it.
 struct UploadSweeper: Service {
     let uploads: any UploadRepository
     let files: UploadFiles
@@ -11,12 +12,23 @@ struct UploadSweeper: Service {
     let completion: UploadCompletion?
     let interval: Duration
     let logger: Logger
+    /// Orphaned blobs and decoded pictures older than this are deleted, once every
+    /// `orphanPassEvery` passes (listing the blob store is not free).
+    var orphanGrace: TimeInterval = 3600
+    var orphanPassEvery = 12
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
+            var pass = 0
             while !Task.isCancelled {
                 await completion?.processPending()
                 _ = try? await sweep()
+                if pass % orphanPassEvery == 0, let completion {
+                    let removed = (try? await completion.store.collectOrphans(decodedDirectory: completion.thumbnails.decodedDirectory,
+                                                                              writtenBefore: Date().addingTimeInterval(-orphanGrace))) ?? 0
+                    if removed > 0 { logger.info("orphaned blobs removed", metadata: ["count": "\(removed)"]) }
+                }
+                pass += 1
                 try? await Task.sleep(for: interval)
             }
         }
