@@ -35,7 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 for package in "${python_packages[@]}"; do
-  module=${package/pillow/PIL}; module=${module/tuspy/tusclient}
+  case "$package" in pillow) module=PIL ;; tuspy) module=tusclient ;; *) module=$package ;; esac
   python3 -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('$module') else 1)" \
     || python3 -m pip install --quiet --disable-pip-version-check "$package"
 done
