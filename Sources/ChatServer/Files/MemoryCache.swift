@@ -37,6 +37,4 @@ final class MemoryCache<Value: Sendable>: Sendable {
             }
         }
     }
-
-    var count: Int { state.withLock { $0.entries.count } }
 }

@@ -78,6 +78,8 @@ struct Thumbnails: Sendable {
         if let bytes = memory[path] { return (bytes, name) }
         let source = source(blob: blob, sha256: sha256, picture: picture, request: request, decodedFor: eager)
         _ = try await thumbnail(of: source, sha256: sha256, request: request)
+        // Made just now, save() put it in memory; only a disk-cache hit is read back.
+        if let bytes = memory[path] { return (bytes, name) }
         let bytes = try await threadPool.runIfActive { ByteBuffer(data: try Data(contentsOf: URL(fileURLWithPath: path))) }
         memory.insert(bytes, forKey: path, cost: bytes.readableBytes)
         return (bytes, name)

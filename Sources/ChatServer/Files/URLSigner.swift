@@ -40,9 +40,15 @@ struct URLSigner: Sendable {
 
     private static func mac(_ key: SymmetricKey, fileId: String, variant: String, expiry: Int) -> String {
         let code = HMAC<SHA256>.authenticationCode(for: Data("\(fileId):\(variant):\(expiry)".utf8), using: key)
-        // base64url without padding, byte by byte: Foundation's replacingOccurrences was the
-        // largest user-space cost of serving a cached thumbnail.
-        let url: [UInt8] = Data(code).base64EncodedData().compactMap { byte in
+        return Data(code).base64URLEncodedString()
+    }
+}
+
+extension Data {
+    /// base64url without padding (RFC 4648 §5), byte by byte: Foundation's
+    /// `replacingOccurrences` was the largest user-space cost of serving a cached thumbnail.
+    func base64URLEncodedString() -> String {
+        let url: [UInt8] = base64EncodedData().compactMap { byte in
             switch byte {
             case UInt8(ascii: "+"): UInt8(ascii: "-")
             case UInt8(ascii: "/"): UInt8(ascii: "_")

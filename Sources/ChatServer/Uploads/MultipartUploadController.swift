@@ -25,22 +25,16 @@ struct MultipartUploadController: Sendable {
               let boundary = Self.boundary(in: contentType) else {
             throw APIError.unsupportedMediaType("send multipart/form-data with the file in the field \"file\"")
         }
-        // Refuse before reading a byte when the client says how large it is.
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > maxBytes + 64 * 1024 {
-            throw APIError.tooLarge("uploads here are at most \(maxBytes) bytes")
-        }
-        // The quota caps the file as the size limit does: refused up front when the client says
-        // how large the body is, cut off mid-stream otherwise.
-        var limit = Int64(maxBytes)
-        var quotaLimited = false
-        if let quota = policy.quotaBytes,
-           let room = policy.remaining(using: try await uploads.bytesInUse(userId: context.user.id, at: Date())), room < limit {
-            if let length = request.headers[.contentLength].flatMap(Int64.init), length > room + 64 * 1024 {
-                throw UploadPolicy.quotaExceeded(quota)
-            }
-            limit = room
-            quotaLimited = true
-        }
+        // The file may be as large as the size limit or what is left of the quota, whichever is
+        // less: refused before a byte is read when the client says how large the body is
+        // (allowing 64 KiB for the multipart framing), cut off mid-stream otherwise.
+        let tooLarge = APIError.tooLarge("uploads here are at most \(maxBytes) bytes")
+        let declared = request.headers[.contentLength].flatMap(Int64.init)
+        if let declared, declared > Int64(maxBytes) + 64 * 1024 { throw tooLarge }
+        let room = try await policy.remaining(for: context.user.id, in: uploads) ?? .max
+        let limit = min(Int64(maxBytes), room)
+        let overLimit = room < Int64(maxBytes) ? policy.quotaExceeded : tooLarge
+        if let declared, declared > limit + 64 * 1024 { throw overLimit }
         let id = TokenService.randomToken()
         try await files.create(id)
         let writer = try await files.openForAppend(id, at: 0)
@@ -53,10 +47,7 @@ struct MultipartUploadController: Sendable {
             for try await chunk in request.body {
                 do { try parser.execute(chunk) } catch { throw APIError.badRequest("the multipart body is malformed") }
                 for piece in part.takeFileBytes() {
-                    guard writer.end + Int64(piece.readableBytes) <= limit else {
-                        if quotaLimited, let quota = policy.quotaBytes { throw UploadPolicy.quotaExceeded(quota) }
-                        throw APIError.tooLarge("uploads here are at most \(maxBytes) bytes")
-                    }
+                    guard writer.end + Int64(piece.readableBytes) <= limit else { throw overLimit }
                     try await writer.append(piece)
                 }
             }

@@ -139,12 +139,10 @@ struct UploadCompletion: Sendable {
     /// `claimedType` that disagrees with it is kept in the attachment's `claimedMimeType`.
     func storeFile(at path: String, filename: String, claimedType: String? = nil, ownerId: Int64,
                    uploadId: String?) async throws -> StoredFile {
-        var eager = Self.eagerThumbnail
         let decoded = path + ".decoded.jpg"
-        eager.decodedPicturePath = decoded
         do {
             return try await storeProbed(at: path, filename: filename, claimedType: claimedType, ownerId: ownerId,
-                                         uploadId: uploadId, eager: eager)
+                                         uploadId: uploadId, keepingDecodedPictureAt: decoded)
         } catch {
             try? await store.threadPool.runIfActive { _ = unlink(decoded) }
             throw error
@@ -152,8 +150,9 @@ struct UploadCompletion: Sendable {
     }
 
     private func storeProbed(at path: String, filename: String, claimedType: String?, ownerId: Int64, uploadId: String?,
-                             eager: ThumbnailRequest) async throws -> StoredFile {
-        let decoded = eager.decodedPicturePath ?? ""
+                             keepingDecodedPictureAt decoded: String) async throws -> StoredFile {
+        var eager = Self.eagerThumbnail
+        eager.decodedPicturePath = decoded
         var report = try await processor.probe(fileAt: path, filename: filename, thumbnail: eager)
         let sniffed = report.attachment.mimeType ?? "application/octet-stream"
         if policy.forbids(sniffed) {

@@ -195,7 +195,7 @@ struct TusController: Sendable {
             checksum = (algorithm, expected)
         }
         var limit = record.length ?? maxSize
-        if record.length == nil, let room = try await remainingQuota(userId: context.user.id) {
+        if record.length == nil, let room = try await policy.remaining(for: context.user.id, in: uploads) {
             limit = min(limit, record.offset + room)
         }
         let token = await writers.acquire(record.id)
@@ -210,7 +210,7 @@ struct TusController: Sendable {
                 }
                 guard writer.end + Int64(chunk.readableBytes) <= limit else {
                     try await writer.truncate(to: record.offset)
-                    if record.length == nil, limit < maxSize, let quota = policy.quotaBytes { throw UploadPolicy.quotaExceeded(quota) }
+                    if record.length == nil, limit < maxSize { throw policy.quotaExceeded }
                     throw APIError.tooLarge("the body runs past Upload-Length (\(limit) bytes)")
                 }
                 try await writer.append(chunk)
@@ -254,14 +254,7 @@ struct TusController: Sendable {
 
     /// 413 `quota_exceeded` when `bytes` more would take the user past their quota.
     private func checkQuota(adding bytes: Int64, userId: Int64) async throws {
-        if let room = try await remainingQuota(userId: userId), bytes > room, let quota = policy.quotaBytes {
-            throw UploadPolicy.quotaExceeded(quota)
-        }
-    }
-
-    private func remainingQuota(userId: Int64) async throws -> Int64? {
-        guard policy.quotaBytes != nil else { return nil }
-        return policy.remaining(using: try await uploads.bytesInUse(userId: userId, at: Date()))
+        if let room = try await policy.remaining(for: userId, in: uploads), bytes > room { throw policy.quotaExceeded }
     }
 
     private func ownedUpload(_ context: AuthenticatedContext) async throws -> UploadRecord {

@@ -14,11 +14,6 @@ struct UploadPolicy: Sendable {
         forbiddenTypes = configuration.forbiddenMimeTypes.map { $0.lowercased() }
     }
 
-    init(quotaBytes: Int64?, forbiddenTypes: [String]) {
-        self.quotaBytes = quotaBytes
-        self.forbiddenTypes = forbiddenTypes.map { $0.lowercased() }
-    }
-
     /// Whether a (sniffed or claimed) MIME type is refused. Parameters (`; charset=…`) are ignored.
     func forbids(_ mimeType: String) -> Bool {
         let type = mimeType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
@@ -28,13 +23,15 @@ struct UploadPolicy: Sendable {
     }
 
     /// Bytes `userId` may still add, given what they hold now; nil when there is no quota.
-    func remaining(using inUse: Int64) -> Int64? {
-        quotaBytes.map { max(0, $0 - inUse) }
+    func remaining(for userId: Int64, in uploads: any UploadRepository) async throws -> Int64? {
+        guard let quotaBytes else { return nil }
+        return max(0, quotaBytes - (try await uploads.bytesInUse(userId: userId, at: Date())))
     }
 
-    static func quotaExceeded(_ quota: Int64) -> APIError {
+    /// 413 `quota_exceeded`.
+    var quotaExceeded: APIError {
         APIError(.contentTooLarge, code: "quota_exceeded",
-                 "this would take you past your storage quota of \(quota) bytes; delete files or finish other uploads first")
+                 "this would take you past your storage quota of \(quotaBytes ?? 0) bytes; delete files or finish other uploads first")
     }
 
     static func forbiddenType(_ mimeType: String) -> APIError {
