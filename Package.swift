@@ -7,6 +7,7 @@ import PackageDescription
 //   C<Lib>        one system-library target per C library, found by pkg-config
 //   C<Lib>Shim    fixed-argument C wrappers for what Swift cannot call (variadics, macros)
 //   MediaPipeline file in, Attachment out; knows nothing of HTTP
+//   MediagateClient the tus/chat client on libcurl; never links libvips or FFmpeg
 //   mediagate     the command-line tool; parses arguments and calls the libraries
 let package = Package(
     name: "mediagate",
@@ -14,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "mediagate", targets: ["mediagate"]),
         .library(name: "MediaPipeline", targets: ["MediaPipeline"]),
+        .library(name: "MediagateClient", targets: ["MediagateClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -45,6 +47,11 @@ let package = Package(
             pkgConfig: "libavformat",
             providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]
         ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
         // The shims name their libraries themselves: a modulemap's `link` lines only reach the
         // linker through a Swift module that imports it.
         .target(
@@ -61,6 +68,8 @@ let package = Package(
             ]
         ),
 
+        .target(name: "CCurlShim", dependencies: ["CCurl"], linkerSettings: [.linkedLibrary("curl")]),
+
         // MARK: Swift libraries
         .target(
             name: "MediaPipeline",
@@ -68,6 +77,12 @@ let package = Package(
                 "CMagic", "CVips", "CVipsShim", "CFFmpeg", "CFFmpegShim",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
+        ),
+
+        // The upload client: tus 1.0 with retries and resume, login and posting, on libcurl.
+        .target(
+            name: "MediagateClient",
+            dependencies: ["CCurl", "CCurlShim", .product(name: "Crypto", package: "swift-crypto")]
         ),
 
         // The chat gateway: accounts, rooms, messages, WebSocket chat (Hummingbird, SQLite).
@@ -93,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "mediagate",
             dependencies: [
-                "MediaPipeline", "ChatServer",
+                "MediaPipeline", "ChatServer", "MediagateClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -104,7 +119,7 @@ let package = Package(
         // Helpers the test targets share: fixture paths, running the independent tools.
         .target(name: "MediagateTestSupport", path: "Tests/Support"),
         .testTarget(name: "MediaPipelineTests", dependencies: ["MediaPipeline", "MediagateTestSupport"]),
-        .testTarget(name: "MediagateCLITests", dependencies: ["mediagate", "MediaPipeline", "MediagateTestSupport"]),
+        .testTarget(name: "MediagateCLITests", dependencies: ["mediagate", "MediaPipeline", "MediagateClient", "MediagateTestSupport"]),
         .testTarget(
             name: "ChatServerTests",
             dependencies: [

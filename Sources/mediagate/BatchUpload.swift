@@ -1,0 +1,106 @@
+import Foundation
+import MediaPipeline
+import MediagateClient
+import NIOPosix
+
+/// One `mediagate upload` run's shared parts, and the steps each file goes through:
+/// identify → (skip if posted) → probe locally → tus upload → wait for the server's attachment →
+/// post the message. Every step's result goes into the state file as soon as it is known.
+struct BatchUpload: Sendable {
+    enum Outcome: Hashable, Sendable { case uploaded, skipped, failed, loginRequired }
+
+    let auth: SessionAuth
+    let room: Int
+    let state: UploadStateFile
+    let reporter: UploadReporter
+    let processor: MediaProcessor
+    /// The threads libcurl's blocking calls run on; one per file in flight.
+    let threads: NIOThreadPool
+    let maxSize: Int?
+    let forbidden: Set<String>
+    let options: ResumableUpload.Options
+    let stallTimeout: Duration
+    /// Set once the login is gone: the files not yet started are not tried.
+    let loginLost = CancellationFlag()
+
+    func upload(_ file: String) async -> Outcome {
+        guard !loginLost.isSet else {
+            reporter.failed(file, error: "not tried: the login must be renewed", code: "login_required")
+            return .loginRequired
+        }
+        do {
+            return try await transfer(file)
+        } catch let error as ClientError {
+            if case .loginRequired = error {
+                loginLost.set()
+                reporter.failed(file, error: error.description, code: "login_required")
+                return .loginRequired
+            }
+            var code: String?
+            if case .http(_, let serverCode, _) = error { code = serverCode }
+            reporter.failed(file, error: error.description, code: code)
+        } catch let failure as UploadFailure {
+            reporter.failed(file, error: failure.description, code: failure.code)
+        } catch {
+            reporter.failed(file, error: "\(error)", code: nil)
+        }
+        return .failed
+    }
+
+    private func transfer(_ file: String) async throws -> Outcome {
+        let identity = try await threads.runIfActive { try FileIdentity(path: file) }
+        let key = identity.key(server: auth.server, room: room)
+        let known = state[key]
+        if let known, let fileId = known.fileId, let messageId = known.messageId {
+            reporter.done(file, size: identity.size, fileId: fileId, messageId: messageId, attachment: [:], skipped: true)
+            return .skipped
+        }
+
+        // Refuse here what the server would refuse, before a byte is sent.
+        guard identity.size > 0 else { throw UploadFailure("the file is empty", code: "empty") }
+        if let maxSize, identity.size > maxSize {
+            throw UploadFailure("\(UploadReporter.bytes(identity.size)) is over the server's limit of \(UploadReporter.bytes(maxSize))", code: "too_large")
+        }
+        let report = try await processor.probe(fileAt: identity.path)
+        let mimeType = report.attachment.mimeType ?? "application/octet-stream"
+        if forbidden.contains(mimeType) {
+            throw UploadFailure("the server refuses files of type \(mimeType)", code: "forbidden_type")
+        }
+        reporter.started(file, size: identity.size, mimeType: mimeType, warning: report.error.map { "\($0)" })
+
+        let name = report.attachment.filename
+        let metadata = ["filename": name, "filetype": mimeType, "room_id": String(room)]
+        // The same file posted to the same room on a rerun is the same message.
+        let clientId = "mediagate-upload-" + key.prefix(32)
+        let (auth, room, state, reporter, options, stallTimeout) = (auth, room, state, reporter, options, stallTimeout)
+        let posted = try await threads.runIfActive { () -> Posted in
+            let connection = APIConnection(server: auth.server, auth: auth)
+            connection.transport.stallTimeout = stallTimeout
+            let chat = ChatClient(connection: connection)
+            var fileId = known?.fileId
+            if fileId == nil {
+                let uploader = ResumableUpload(client: TusClient(connection: connection), options: options)
+                let url = try uploader.upload(
+                    path: identity.path, metadata: metadata, resuming: known?.uploadURL,
+                    created: { url in try state.update(key, path: identity.path) { $0.uploadURL = url } },
+                    progress: { reporter.progress(file, bytes: $0.bytes, total: $0.total) })
+                let stored = try chat.completedFile(uploadURL: url, retry: options.retry)
+                try state.update(key, path: identity.path) { $0.fileId = stored.id }
+                fileId = stored.id
+            }
+            let message = try chat.post(file: StoredFile(id: fileId!, attachment: [:]), room: room, text: name,
+                                        clientId: clientId, retry: options.retry)
+            let messageId = message["id"] as? Int
+            try state.update(key, path: identity.path) { $0.messageId = messageId }
+            return Posted(fileId: fileId!, messageId: messageId, attachment: message["attachment"] as? [String: Any] ?? [:])
+        }
+        reporter.done(file, size: identity.size, fileId: posted.fileId, messageId: posted.messageId, attachment: posted.attachment, skipped: false)
+        return .uploaded
+    }
+
+    private struct Posted: @unchecked Sendable {
+        var fileId: String
+        var messageId: Int?
+        var attachment: [String: Any]
+    }
+}
