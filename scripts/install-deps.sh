@@ -12,7 +12,7 @@ python_packages=()
 for flag in "$@"; do
   case "$flag" in
     --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl)
-            python_packages+=(blurhash tuspy) ;;
+            python_packages+=(blurhash tuspy websockets) ;;
     --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk)
              python_packages+=(pillow websockets tuspy tuspyserver fastapi uvicorn uvloop httptools thumbor) ;;
     *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;

@@ -1,0 +1,121 @@
+"""A TCP proxy that breaks connections on purpose, for the upload client's tests.
+
+    fault_proxy.py LISTEN_PORT TARGET_PORT STATS_FILE [--seed N] [--cut P] [--stall P]
+                   [--stall-seconds S] [--rate BYTES_PER_SECOND]
+
+Each accepted connection, in order, draws its fate from a seeded random generator: with
+probability --cut it is cut (both sides closed abruptly) after a random 64 KiB-3 MiB sent
+upstream; with probability --stall it goes silent after that much for --stall-seconds, then is
+closed; otherwise it is left alone. The first connection is always cut, the second always
+stalls (when those probabilities are above zero), so every run has both. --rate slows the
+upstream direction. STATS_FILE gets {"connections", "cuts", "stalls", "upstream_bytes"} as JSON,
+rewritten as they change. Prints "ready" once listening. Stops on SIGTERM.
+"""
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+
+stats = {"connections": 0, "cuts": 0, "stalls": 0, "upstream_bytes": 0}
+
+
+def save(path):
+    temporary = path + ".tmp"
+    with open(temporary, "w") as handle:
+        json.dump(stats, handle)
+    os.replace(temporary, path)
+
+
+async def pipe(reader, writer, limit=None, on_bytes=None, rate=None):
+    """Copies until EOF, or until `limit` bytes have gone; returns True when the limit was hit."""
+    sent = 0
+    while True:
+        size = 65536 if limit is None else min(65536, limit - sent)
+        if size <= 0:
+            return True
+        data = await reader.read(size)
+        if not data:
+            writer.close()
+            return False
+        writer.write(data)
+        await writer.drain()
+        sent += len(data)
+        if on_bytes:
+            on_bytes(len(data))
+        if rate:
+            await asyncio.sleep(len(data) / rate)
+
+
+async def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("listen", type=int)
+    parser.add_argument("target", type=int)
+    parser.add_argument("stats")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cut", type=float, default=0.0)
+    parser.add_argument("--stall", type=float, default=0.0)
+    parser.add_argument("--stall-seconds", type=float, default=30.0)
+    parser.add_argument("--rate", type=float, default=0.0)
+    options = parser.parse_args()
+    fates = random.Random(options.seed)
+
+    def count(n):
+        stats["upstream_bytes"] += n
+
+    async def handle(client_reader, client_writer):
+        stats["connections"] += 1
+        number = stats["connections"]
+        draw = fates.random()
+        after = fates.randint(64 << 10, 3 << 20)
+        if number == 1 and options.cut > 0:
+            fate = "cut"
+        elif number == 2 and options.stall > 0:
+            fate = "stall"
+        elif draw < options.cut:
+            fate = "cut"
+        elif draw < options.cut + options.stall:
+            fate = "stall"
+        else:
+            fate = "none"
+        try:
+            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", options.target)
+        except OSError:
+            client_writer.close()
+            return
+        downstream = asyncio.ensure_future(pipe(server_reader, client_writer))
+        try:
+            limit = None if fate == "none" else after
+            hit = await pipe(client_reader, server_writer, limit, count, options.rate or None)
+            if hit and fate == "stall":
+                stats["stalls"] += 1
+                save(options.stats)
+                await asyncio.sleep(options.stall_seconds)
+            elif hit:
+                stats["cuts"] += 1
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            downstream.cancel()
+            for writer in (client_writer, server_writer):
+                try:
+                    writer.transport.abort()
+                except Exception:
+                    pass
+            save(options.stats)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", options.listen)
+    save(options.stats)
+
+    def stop(*_):
+        save(options.stats)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+asyncio.run(main())
