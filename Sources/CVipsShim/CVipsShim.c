@@ -356,3 +356,33 @@ int mg_vips_thumbnail_rgb(const unsigned char *pixels, int width, int height, in
     g_object_unref(thumb);
     return status;
 }
+
+int mg_vips_rewrite_image(const char *path, int max_dimension, int strip, int quality, const char *out_path,
+                          int *width, int *height, char **error) {
+    VipsImage *image = NULL;
+    int box = max_dimension > 0 ? max_dimension : VIPS_MAX_COORD;
+    // vips_thumbnail is the one call that shrinks on load, rotates upright and never enlarges.
+    if (vips_thumbnail(path, &image, box, "height", box, "size", VIPS_SIZE_DOWN,
+                       "fail_on", VIPS_FAIL_ON_ERROR, NULL)) {
+        *error = copy_error();
+        vips_error_clear();
+        return -1;
+    }
+    // Savers take their options after the file name: "photo.jpg[Q=90,strip]".
+    const char *suffix = strrchr(out_path, '.');
+    int lossy = suffix != NULL && strcmp(suffix, ".png") != 0 && strcmp(suffix, ".tif") != 0;
+    char *target = lossy
+        ? g_strdup_printf("%s[Q=%d%s]", out_path, quality, strip ? ",strip" : "")
+        : g_strdup_printf("%s%s", out_path, strip ? "[strip]" : "");
+    int failed = vips_image_write_to_file(image, target, NULL);
+    g_free(target);
+    *width = vips_image_get_width(image);
+    *height = vips_image_get_height(image);
+    g_object_unref(image);
+    if (failed) {
+        *error = copy_error();
+        vips_error_clear();
+        return -1;
+    }
+    return 0;
+}

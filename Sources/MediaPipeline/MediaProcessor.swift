@@ -65,4 +65,23 @@ public struct MediaProcessor: Sendable {
         VipsImaging.jpegShrink(header: ImageHeader(width: displayedWidth, height: displayedHeight, pages: 1, orientation: 1,
                                                    loader: "jpegload"), request: request)
     }
+
+    /// Writes `path` re-encoded for upload to `outputPath` (whose suffix names the format, as
+    /// ``ImagePreparation/Plan/suffix`` says): upright, at most `preparation.maxDimension` on
+    /// each side, without metadata when asked. JPEG, WebP, HEIF and AVIF are written at Q90.
+    ///
+    /// - Throws: `MediaError`: `.tooLarge` over the pixel limit, `.corrupt` when libvips cannot
+    ///   decode or encode it.
+    public func prepareImage(fileAt path: String, attachment: Attachment, preparation: ImagePreparation,
+                             to outputPath: String) async throws -> (width: Int, height: Int) {
+        let limits = self.limits
+        let pixels = (attachment.width ?? 0) * (attachment.height ?? 0)
+        guard pixels <= limits.maxPixels else {
+            throw MediaError(.tooLarge, "\(attachment.width ?? 0)×\(attachment.height ?? 0) exceeds the \(limits.maxPixels)-pixel limit")
+        }
+        return try await pool.run { _ in
+            try VipsImaging.rewrite(path: path, maxDimension: preparation.maxDimension ?? 0,
+                                    strip: preparation.stripMetadata, to: outputPath)
+        }
+    }
 }

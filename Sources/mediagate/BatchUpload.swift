@@ -18,6 +18,8 @@ struct BatchUpload: Sendable {
     let threads: NIOThreadPool
     let maxSize: Int?
     let forbidden: Set<String>
+    /// Re-encoding asked for on the command line (none by default: files go up byte for byte).
+    let preparation: ImagePreparation
     let options: ResumableUpload.Options
     let stallTimeout: Duration
     /// Set once the login is gone: the files not yet started are not tried.
@@ -66,13 +68,37 @@ struct BatchUpload: Sendable {
         if forbidden.contains(mimeType) {
             throw UploadFailure("the server refuses files of type \(mimeType)", code: "forbidden_type")
         }
-        reporter.started(file, size: identity.size, mimeType: mimeType, warning: report.error.map { "\($0)" })
+        // Re-encoded images are kept beside the state file until posted, so a resumed upload
+        // sends the very bytes the interrupted one started with.
+        var source = identity.path, name = report.attachment.filename, type = mimeType, size = identity.size
+        var prepared: String?
+        if let plan = preparation.plan(for: report.attachment) {
+            if report.error != nil {
+                throw UploadFailure("cannot re-encode it as asked: \(report.error!)", code: "prepare_failed")
+            }
+            let output = state.preparedPath(key: key, suffix: plan.suffix)
+            if !FileManager.default.fileExists(atPath: output) {
+                // The suffix names the format for libvips, so it stays last.
+                let partial = (output as NSString).deletingPathExtension + ".part." + plan.suffix
+                do {
+                    _ = try await processor.prepareImage(fileAt: identity.path, attachment: report.attachment,
+                                                         preparation: preparation, to: partial)
+                } catch {
+                    unlink(partial)
+                    throw UploadFailure("cannot re-encode it as asked: \(error)", code: "prepare_failed")
+                }
+                rename(partial, output)
+            }
+            (source, name, type, prepared) = (output, plan.filename, plan.mimeType, output)
+            size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        }
+        reporter.started(file, size: size, mimeType: type, warning: report.error.map { "\($0)" })
 
-        let name = report.attachment.filename
-        let metadata = ["filename": name, "filetype": mimeType, "room_id": String(room)]
+        let metadata = ["filename": name, "filetype": type, "room_id": String(room)]
         // The same file posted to the same room on a rerun is the same message.
         let clientId = "mediagate-upload-" + key.prefix(32)
         let (auth, room, state, reporter, options, stallTimeout) = (auth, room, state, reporter, options, stallTimeout)
+        let (upload, text) = (source, name)
         let posted = try await threads.runIfActive { () -> Posted in
             let connection = APIConnection(server: auth.server, auth: auth)
             connection.transport.stallTimeout = stallTimeout
@@ -81,20 +107,21 @@ struct BatchUpload: Sendable {
             if fileId == nil {
                 let uploader = ResumableUpload(client: TusClient(connection: connection), options: options)
                 let url = try uploader.upload(
-                    path: identity.path, metadata: metadata, resuming: known?.uploadURL,
+                    path: upload, metadata: metadata, resuming: known?.uploadURL,
                     created: { url in try state.update(key, path: identity.path) { $0.uploadURL = url } },
                     progress: { reporter.progress(file, bytes: $0.bytes, total: $0.total) })
                 let stored = try chat.completedFile(uploadURL: url, retry: options.retry)
                 try state.update(key, path: identity.path) { $0.fileId = stored.id }
                 fileId = stored.id
             }
-            let message = try chat.post(file: StoredFile(id: fileId!, attachment: [:]), room: room, text: name,
+            let message = try chat.post(file: StoredFile(id: fileId!, attachment: [:]), room: room, text: text,
                                         clientId: clientId, retry: options.retry)
             let messageId = message["id"] as? Int
             try state.update(key, path: identity.path) { $0.messageId = messageId }
             return Posted(fileId: fileId!, messageId: messageId, attachment: message["attachment"] as? [String: Any] ?? [:])
         }
-        reporter.done(file, size: identity.size, fileId: posted.fileId, messageId: posted.messageId, attachment: posted.attachment, skipped: false)
+        if let prepared { unlink(prepared) }
+        reporter.done(file, size: size, fileId: posted.fileId, messageId: posted.messageId, attachment: posted.attachment, skipped: false)
         return .uploaded
     }
 

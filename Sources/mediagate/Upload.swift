@@ -58,6 +58,15 @@ struct Upload: AsyncParsableCommand {
     @Flag(help: "Print one JSON object per event and line, even on a terminal.")
     var json = false
 
+    @Flag(help: "Remove EXIF (GPS included), XMP and IPTC metadata from still images before upload (re-encodes them).")
+    var stripMetadata = false
+
+    @Option(help: "Scale still images down so neither side exceeds this many pixels (orientation kept).")
+    var maxDimension: Int?
+
+    @Flag(help: "Convert HEIC/HEIF images to JPEG before upload.")
+    var convertHeic = false
+
     @OptionGroup var media: MediaOptions
 
     func validate() throws {
@@ -66,6 +75,9 @@ struct Upload: AsyncParsableCommand {
         guard (1...1000).contains(retries) else { throw ValidationError("--retries must be between 1 and 1000.") }
         guard stallTimeout >= 1, stallTimeout <= 3600 else { throw ValidationError("--stall-timeout must be between 1 and 3600 seconds.") }
         guard room > 0 else { throw ValidationError("--room must be a room id.") }
+        if let maxDimension, !(16...65_535).contains(maxDimension) {
+            throw ValidationError("--max-dimension must be between 16 and 65535.")
+        }
     }
 
     func run() async throws {
@@ -103,11 +115,13 @@ struct Upload: AsyncParsableCommand {
 
         let style: UploadReporter.Style = json || isatty(STDOUT_FILENO) == 0 ? .jsonLines : .terminal
         let sizes = files.map { (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) ?? 0 }
+        let stateFile = try UploadStateFile(path: state ?? UploadStateFile.defaultPath())
         let batch = BatchUpload(
-            auth: auth, room: room, state: try UploadStateFile(path: state ?? UploadStateFile.defaultPath()),
+            auth: auth, room: room, state: stateFile,
             reporter: UploadReporter(style: style, totalBytes: sizes.reduce(0, +)),
             processor: media.makeProcessor(), threads: threads, maxSize: maxSize,
             forbidden: Set(ChatConfiguration().forbiddenMimeTypes),
+            preparation: ImagePreparation(stripMetadata: stripMetadata, maxDimension: maxDimension, convertHEIC: convertHeic),
             options: ResumableUpload.Options(chunkSize: chunkSize.bytes, checksum: checksum, retry: retry),
             stallTimeout: .milliseconds(Int64(stallTimeout * 1000)))
 

@@ -79,6 +79,14 @@ final class UploadStateFile: @unchecked Sendable {
 
     subscript(key: String) -> Entry? { lock.withLock { entries[key] } }
 
+    /// Where the re-encoded copy of the file under `key` is kept until it is posted.
+    func preparedPath(key: String, suffix: String) -> String {
+        let directory = ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent("prepared")
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                 attributes: [.posixPermissions: 0o700])
+        return (directory as NSString).appendingPathComponent("\(key.prefix(32)).\(suffix)")
+    }
+
     /// Changes one entry and writes the file before returning.
     func update(_ key: String, path: String, _ change: (inout Entry) -> Void) throws {
         try lock.withLock {

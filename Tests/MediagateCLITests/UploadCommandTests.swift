@@ -153,4 +153,75 @@ struct UploadCommandTests {
         #expect(revoked.stderr.contains("log in again"), "\(revoked.stderr)")
         #expect(try await gateway.history(room: room, token: try await gateway.token()).count == 1)
     }
+
+    @Test("--strip-metadata, --max-dimension and --convert-heic change what is sent, not the files on disk")
+    func preparation() async throws {
+        let gateway = try await LiveGateway.start("upload-prepare")
+        defer { gateway.stop() }
+        try await gateway.login()
+        let token = try await gateway.token()
+        let room = try await gateway.createRoom("prepared", token: token)
+        let folder = try Fixtures.temporaryDirectory("upload-prepare-files").path
+        let names = ["photo-exif-orientation-6.jpg", "iphone.heic", "animated.gif"]
+        var before = [String: String]()
+        for name in names {
+            try FileManager.default.copyItem(atPath: Fixtures.media(name), toPath: folder + "/" + name)
+            before[name] = try sha256(of: folder + "/" + name)
+        }
+        let probed = try #require(try ExecutableTests.lines(try await Tool.exec(ExecutableTests.executable, ["probe", "--json", folder + "/" + names[0]]).stdout).first)
+        let original = try #require(probed["attachment"] as? [String: Any])
+        let (width, height) = (try #require(original["width"] as? Int), try #require(original["height"] as? Int))
+
+        let result = try await gateway.mediagate(["upload", folder, "--server", gateway.base, "--room", String(room), "--json",
+                                                  "--strip-metadata", "--max-dimension", "64", "--convert-heic"])
+        #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+        var byName = [String: [String: Any]]()
+        for message in try await gateway.history(room: room, token: token) {
+            if let name = message["file_name"] as? String { byName[name] = message["attachment"] as? [String: Any] }
+        }
+
+        // The photo: upright (sides as displayed), at most 64 px, and no GPS, camera or orientation tags left.
+        let photo = try #require(byName["photo-exif-orientation-6.jpg"])
+        let (newWidth, newHeight) = (try #require(photo["width"] as? Int), try #require(photo["height"] as? Int))
+        #expect(max(newWidth, newHeight) == 64)
+        #expect(abs(Double(newWidth) / Double(newHeight) - Double(width) / Double(height)) < 0.05)
+        let stored = gateway.data + "/stored-photo.jpg"
+        let url = try #require(photo["url"] as? String)
+        _ = try await Tool.exec("curl", ["-s", "-o", stored, gateway.base + url])
+        let tags = try await Tool.exec("exiftool", ["-s", "-GPSLatitude", "-Make", "-Orientation", stored])
+        #expect(tags.trimmed.isEmpty, "\(tags.stdout)")
+        #expect(try await Tool.exec("exiftool", ["-s", "-GPSLatitude", "-Make", folder + "/" + names[0]]).stdout.contains("GPSLatitude"))
+
+        // HEIC became JPEG, under a .jpg name; the animated GIF went up untouched.
+        let heic = try #require(byName["iphone.jpg"])
+        #expect(heic["mimeType"] as? String == "image/jpeg")
+        #expect(byName["animated.gif"]?["sha256"] as? String == before["animated.gif"])
+        for name in names { #expect(try sha256(of: folder + "/" + name) == before[name], "\(name) was changed on disk") }
+        let prepared = gateway.home + "/state/mediagate/prepared"
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: prepared))?.isEmpty ?? true)
+    }
+
+    @Test("on a terminal: progress bars redrawn in place, a line per file, a summary")
+    func terminalOutput() async throws {
+        let gateway = try await LiveGateway.start("upload-tty")
+        defer { gateway.stop() }
+        try await gateway.login()
+        let token = try await gateway.token()
+        let room = try await gateway.createRoom("tty", token: token)
+        let folder = try Fixtures.temporaryDirectory("upload-tty-files").path
+        _ = try randomFile(in: folder, name: "big.bin", bytes: 24 << 20)
+        try FileManager.default.copyItem(atPath: Fixtures.media("alpha.png"), toPath: folder + "/alpha.png")
+        // script(1) gives the client a pseudo-terminal as its standard output.
+        let command = (gateway.environment + [ExecutableTests.executable, "upload", folder, "--server", gateway.base,
+                                              "--room", String(room), "--chunk-size", "1MiB"]).joined(separator: " ")
+        let result = try await Tool.exec("script", ["-qec", "env " + command, "/dev/null"])
+        #expect(result.status == 0, "\(result.stdout)")
+        #expect(result.stdout.contains("✓ alpha.png"))
+        #expect(result.stdout.contains("✓ big.bin"))
+        #expect(result.stdout.contains("total "))
+        #expect(result.stdout.contains("ETA"))
+        #expect(result.stdout.contains("\u{1B}[J")) // redrawn in place
+        #expect(result.stdout.contains("2 uploaded, 0 already there, 0 failed of 2 files"))
+        #expect(!result.stdout.contains("{\"event\""))
+    }
 }

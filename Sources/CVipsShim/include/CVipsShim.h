@@ -94,4 +94,12 @@ void mg_vips_free(void *pointer);
 /// The monotonic clock libvips' deadlines are measured on, in microseconds.
 int64_t mg_vips_now_us(void);
 
+/// Re-encodes an image before it is uploaded: EXIF orientation applied to the pixels, scaled
+/// down so neither side exceeds `max_dimension` (0: any size), first page/frame only, metadata
+/// (EXIF, GPS, XMP, IPTC) dropped when `strip`, written to `out_path` in the format its suffix
+/// names (.jpg, .png, .webp, .heic, .avif, .tif) at `quality` where the format has one.
+/// Writes the result's size to `width`/`height`. Returns 0, or -1 with `*error` set.
+int mg_vips_rewrite_image(const char *path, int max_dimension, int strip, int quality, const char *out_path,
+                          int *width, int *height, char **error);
+
 #endif

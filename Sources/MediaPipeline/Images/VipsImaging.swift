@@ -156,6 +156,17 @@ enum VipsImaging {
         return rendered
     }
 
+    /// Re-encodes a still image for upload (see `MediaProcessor.prepareImage`).
+    static func rewrite(path: String, maxDimension: Int, strip: Bool, to outputPath: String) throws(MediaError) -> (width: Int, height: Int) {
+        try start()
+        var width: Int32 = 0, height: Int32 = 0
+        var error: UnsafeMutablePointer<CChar>?
+        guard mg_vips_rewrite_image(path, Int32(maxDimension), strip ? 1 : 0, 90, outputPath, &width, &height, &error) == 0 else {
+            throw failure(error, timedOut: false, context: "re-encoding the image")
+        }
+        return (Int(width), Int(height))
+    }
+
     private static func formatCode(_ format: ThumbnailRequest.Format) -> Int {
         switch format {
         case .jpeg: Int(MG_FORMAT_JPEG.rawValue)
