@@ -32,6 +32,7 @@ bench:
 	Benchmarks/chat-fanout.py
 	Benchmarks/upload-throughput.py
 	Benchmarks/thumbnails.py
+	Benchmarks/batch-upload.py
 
 clean:
 	rm -rf .build
