@@ -156,7 +156,9 @@ public func buildApplication(
             // Frames up to 1 MiB are read so that an oversized message gets an error frame
             // instead of a dropped connection; the server pings idle sockets every 30 s and
             // closes those that do not answer.
-            configuration: .init(ws: .init(maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: .seconds(30))))),
+            configuration: .init(
+                http1: .init(additionalChannelHandlers: [ExpectContinueHandler()]),
+                ws: .init(maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: .seconds(30))))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "mediagate"),
         services: [services.uploadSweeper(logger: logger)],
         logger: logger

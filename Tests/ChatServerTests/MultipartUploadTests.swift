@@ -46,4 +46,22 @@ struct MultipartUploadTests {
             #expect(sneaky.body["filename"] as? String == "xgpj.exe")
         }
     }
+
+    @Test("curl's `Expect: 100-continue` is answered at once, not after curl's one-second wait")
+    func expectContinue() async throws {
+        let app = try await buildApplication(try testConfiguration())
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let file = try Fixtures.temporaryDirectory("expect").appendingPathComponent("two-mib.bin").path
+            _ = try await Tool.exec("sh", ["-c", "head -c 2000000 /dev/urandom > '\(file)'"])
+            // curl adds the header itself for bodies over 1 MiB; -v shows the interim answer.
+            let result = try await Tool.exec("curl", ["-sv", "-o", "/dev/null", "-H", "Authorization: Bearer \(alice.access)",
+                                                      "-F", "file=@\(file)", "http://127.0.0.1:\(port)/api/upload-file"])
+            #expect(result.stderr.contains("> Expect: 100-continue"))
+            #expect(result.stderr.contains("< HTTP/1.1 100 Continue"))
+            #expect(!result.stderr.contains("Done waiting for 100-continue"))
+            #expect(result.stderr.contains("< HTTP/1.1 201"))
+        }
+    }
 }
