@@ -150,7 +150,8 @@ struct WebSocketTests {
 
     @Test("an expired access token closes the socket with code 4001")
     func tokenExpiry() async throws {
-        let app = try await buildApplication(try testConfiguration { $0.accessTokenSeconds = 2 })
+        // Long enough to register and connect on a loaded machine (2 s was not, with every suite running).
+        let app = try await buildApplication(try testConfiguration { $0.accessTokenSeconds = 6 })
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let alice = try await client.register("alice")

@@ -130,13 +130,13 @@ struct UploadCommandTests {
 
     @Test("an expired access token is renewed unnoticed; a revoked login ends with 'log in again' and status 77")
     func tokenRenewal() async throws {
-        let gateway = try await LiveGateway.start("upload-tokens", config: ["accessTokenSeconds": 3])
+        let gateway = try await LiveGateway.start("upload-tokens", config: ["accessTokenSeconds": 4])
         defer { gateway.stop() }
         try await gateway.login()
         let token = try await gateway.token()
         let room = try await gateway.createRoom("r", token: token)
         let before = try gateway.storedTokens()
-        try await Task.sleep(for: .milliseconds(3200)) // the stored access token has expired
+        try await Task.sleep(for: .milliseconds(4200)) // the stored access token has expired
 
         let renewed = try await gateway.mediagate(["upload", Fixtures.media("alpha.png"), "--server", gateway.base, "--room", String(room), "--json"])
         #expect(renewed.status == 0, "\(renewed.stdout) \(renewed.stderr)")
@@ -147,7 +147,7 @@ struct UploadCommandTests {
         let fresh = try await gateway.token()
         let logout = try await gateway.api("POST", "/api/auth/logout", token: fresh, body: ["refresh_token": after["refresh_token"] as? String ?? ""])
         #expect(logout.status == 204)
-        try await Task.sleep(for: .milliseconds(3200))
+        try await Task.sleep(for: .milliseconds(4200))
         let revoked = try await gateway.mediagate(["upload", Fixtures.media("still.webp"), "--server", gateway.base, "--room", String(room), "--json"])
         #expect(revoked.status == 77)
         #expect(revoked.stderr.contains("log in again"), "\(revoked.stderr)")
