@@ -5,7 +5,7 @@ struct MediaAnalysis {
     let worker: MediaWorker
     let limits: MediaLimits
 
-    func probe(path: String, filename: String, thumbnail request: ThumbnailRequest?) throws(MediaError) -> MediaReport {
+    func probe(path: String, filename: String, thumbnail request: ThumbnailRequest?, depth: ProbeDepth = .full) throws(MediaError) -> MediaReport {
         let size = try regularFileSize(path)
         let name = FileName.sanitized(filename)
         guard size > 0 else {
@@ -14,7 +14,7 @@ struct MediaAnalysis {
                                        sha256: FileDigest.emptySHA256),
                 error: MediaError(.empty, "the file is empty"))
         }
-        let sha256 = try FileDigest.sha256Hex(ofFileAt: path)
+        let sha256 = depth == .full ? try FileDigest.sha256Hex(ofFileAt: path) : nil
         let mimeType = try sniff(path, size: size)
         let route = MediaRoute.forMimeType(mimeType)
         var attachment = Attachment(type: route.kind, filename: name, size: size, mimeType: mimeType, sha256: sha256)
@@ -34,9 +34,9 @@ struct MediaAnalysis {
                     report.error = MediaError(.unsupported, "\(mimeType) is not decoded here; it is kept as a file")
                 }
             case .vips(let vipsRoute):
-                try describeImage(path: path, route: vipsRoute, request: request, deadline: deadline, into: &report)
+                try describeImage(path: path, route: vipsRoute, request: request, deadline: deadline, decode: depth == .full, into: &report)
             case .ffmpeg(let demuxer):
-                try describeAudioVideo(path: path, demuxer: demuxer, request: request, deadline: deadline, into: &report)
+                try describeAudioVideo(path: path, demuxer: demuxer, request: request, deadline: deadline, decode: depth == .full, into: &report)
             }
         } catch {
             report.error = error
@@ -92,7 +92,7 @@ struct MediaAnalysis {
     }
 
     private func describeImage(path: String, route: VipsRoute, request: ThumbnailRequest?, deadline: Deadline,
-                               into report: inout MediaReport) throws(MediaError) {
+                               decode: Bool = true, into report: inout MediaReport) throws(MediaError) {
         let header = try VipsImaging.readHeader(path: path, route: route)
         guard route.loaders.contains(header.loader) else {
             throw MediaError(.unsupported, "the bytes sniffed as \(report.attachment.mimeType ?? "?") but libvips would read them with \(header.loader.isEmpty ? "no loader" : header.loader)")
@@ -112,15 +112,16 @@ struct MediaAnalysis {
             report.attachment.animated = header.pages > 1
             report.attachment.frameCount = header.pages
         }
+        guard decode else { return }
         let rendered = try VipsImaging.render(path: path, route: route, header: header, request: request,
                                               previewSize: MediaProcessor.previewSize, deadline: deadline)
         apply(rendered, to: &report)
     }
 
     private func describeAudioVideo(path: String, demuxer: String, request: ThumbnailRequest?, deadline: Deadline,
-                                    into report: inout MediaReport) throws(MediaError) {
+                                    decode: Bool = true, into report: inout MediaReport) throws(MediaError) {
         let facts = try AVAnalysis.analyze(
-            path: path, demuxer: demuxer, limits: limits, wantPicture: true, request: request,
+            path: path, demuxer: demuxer, limits: limits, wantPicture: decode, request: decode ? request : nil,
             previewSize: MediaProcessor.previewSize, deadline: deadline, magic: worker.magic())
         var attachment = report.attachment
         attachment.type = facts.kind

@@ -35,12 +35,15 @@ public struct MediaProcessor: Sendable {
     ///   - thumbnail: When given, the report carries a thumbnail made in the same decode pass.
     /// - Throws: `MediaError` with code `.io` when the file cannot be read, `.overloaded` when
     ///   the worker queue is full.
-    public func probe(fileAt path: String, filename: String? = nil, thumbnail: ThumbnailRequest? = nil) async throws -> MediaReport {
+    ///   - depth: `.headers` reads only what headers say (type, dimensions, duration, codecs):
+    ///     no SHA-256, no decoding, no placeholder, no thumbnail. For a client deciding what to send.
+    public func probe(fileAt path: String, filename: String? = nil, thumbnail: ThumbnailRequest? = nil,
+                      depth: ProbeDepth = .full) async throws -> MediaReport {
         let limits = self.limits
         return try await pool.run { worker in
             let started = ContinuousClock.now
             var report = try MediaAnalysis(worker: worker, limits: limits).probe(
-                path: path, filename: filename ?? (path as NSString).lastPathComponent, thumbnail: thumbnail)
+                path: path, filename: filename ?? (path as NSString).lastPathComponent, thumbnail: thumbnail, depth: depth)
             report.elapsed = ContinuousClock.now - started
             return report
         }

@@ -16,6 +16,9 @@ struct BatchUpload: Sendable {
     let processor: MediaProcessor
     /// The threads libcurl's blocking calls run on; one per file in flight.
     let threads: NIOThreadPool
+    /// `--concurrency`: files sending bytes at once. Waiting for the server's attachment and
+    /// posting happen outside a slot, so the next file's bytes flow meanwhile.
+    let uploadSlots: AsyncSemaphore
     let maxSize: Int?
     let forbidden: Set<String>
     /// Re-encoding asked for on the command line (none by default: files go up byte for byte).
@@ -63,7 +66,8 @@ struct BatchUpload: Sendable {
         if let maxSize, identity.size > maxSize {
             throw UploadFailure("\(UploadReporter.bytes(identity.size)) is over the server's limit of \(UploadReporter.bytes(maxSize))", code: "too_large")
         }
-        let report = try await processor.probe(fileAt: identity.path)
+        // Headers only: the server decodes, hashes and thumbnails the file itself.
+        let report = try await processor.probe(fileAt: identity.path, depth: .headers)
         let mimeType = report.attachment.mimeType ?? "application/octet-stream"
         if forbidden.contains(mimeType) {
             throw UploadFailure("the server refuses files of type \(mimeType)", code: "forbidden_type")
@@ -99,26 +103,39 @@ struct BatchUpload: Sendable {
         let clientId = "mediagate-upload-" + key.prefix(32)
         let (auth, room, state, reporter, options, stallTimeout) = (auth, room, state, reporter, options, stallTimeout)
         let (upload, text) = (source, name)
-        let posted = try await threads.runIfActive { () -> Posted in
-            let connection = APIConnection(server: auth.server, auth: auth)
-            connection.transport.stallTimeout = stallTimeout
-            let chat = ChatClient(connection: connection)
-            var fileId = known?.fileId
-            if fileId == nil {
-                let uploader = ResumableUpload(client: TusClient(connection: connection), options: options)
-                let url = try uploader.upload(
-                    path: upload, metadata: metadata, resuming: known?.uploadURL,
-                    created: { url in try state.update(key, path: identity.path) { $0.uploadURL = url } },
-                    progress: { reporter.progress(file, bytes: $0.bytes, total: $0.total) })
-                let stored = try chat.completedFile(uploadURL: url, retry: options.retry)
-                try state.update(key, path: identity.path) { $0.fileId = stored.id }
-                fileId = stored.id
+        var fileId = known?.fileId
+        if fileId == nil {
+            await uploadSlots.acquire()
+            let url: String
+            do {
+                url = try await threads.runIfActive {
+                    let connection = APIConnection(server: auth.server, auth: auth)
+                    connection.transport.stallTimeout = stallTimeout
+                    return try ResumableUpload(client: TusClient(connection: connection), options: options).upload(
+                        path: upload, metadata: metadata, resuming: known?.uploadURL,
+                        created: { url in try state.update(key, path: identity.path) { $0.uploadURL = url } },
+                        progress: { reporter.progress(file, bytes: $0.bytes, total: $0.total) })
+                }
+                await uploadSlots.release()
+            } catch {
+                await uploadSlots.release()
+                throw error
             }
-            let message = try chat.post(file: StoredFile(id: fileId!, attachment: [:]), room: room, text: text,
+            fileId = try await threads.runIfActive {
+                let stored = try ChatClient(connection: APIConnection(server: auth.server, auth: auth))
+                    .completedFile(uploadURL: url, retry: options.retry)
+                try state.update(key, path: identity.path) { $0.fileId = stored.id }
+                return stored.id
+            }
+        }
+        let storedId = fileId!
+        let posted = try await threads.runIfActive { () -> Posted in
+            let chat = ChatClient(connection: APIConnection(server: auth.server, auth: auth))
+            let message = try chat.post(file: StoredFile(id: storedId, attachment: [:]), room: room, text: text,
                                         clientId: clientId, retry: options.retry)
             let messageId = message["id"] as? Int
             try state.update(key, path: identity.path) { $0.messageId = messageId }
-            return Posted(fileId: fileId!, messageId: messageId, attachment: message["attachment"] as? [String: Any] ?? [:])
+            return Posted(fileId: storedId, messageId: messageId, attachment: message["attachment"] as? [String: Any] ?? [:])
         }
         if let prepared { unlink(prepared) }
         reporter.done(file, size: size, fileId: posted.fileId, messageId: posted.messageId, attachment: posted.attachment, skipped: false)

@@ -52,7 +52,7 @@ struct Upload: AsyncParsableCommand {
     @Option(help: "Seconds without a byte moving before a transfer is aborted and retried.")
     var stallTimeout: Double = 30
 
-    @Option(help: "The upload state file (default: $XDG_STATE_HOME/mediagate/uploads.json).", completion: .file())
+    @Option(help: "The upload state file (default: $XDG_STATE_HOME/mediagate/uploads.jsonl).", completion: .file())
     var state: String?
 
     @Flag(help: "Print one JSON object per event and line, even on a terminal.")
@@ -89,7 +89,10 @@ struct Upload: AsyncParsableCommand {
             throw ExitStatus.loginRequired
         }
         let files = try FileWalker(recursive: recursive).files(in: paths).filter(selected)
-        let threads = NIOThreadPool(numberOfThreads: concurrency)
+        // Files waiting for the server's pipeline or posting hold a thread but not an upload
+        // slot, so up to three times as many files are in flight as are uploading.
+        let inFlight = concurrency * 3
+        let threads = NIOThreadPool(numberOfThreads: inFlight)
         threads.start()
         defer { threads.shutdownGracefully { _ in } }
 
@@ -119,7 +122,7 @@ struct Upload: AsyncParsableCommand {
         let batch = BatchUpload(
             auth: auth, room: room, state: stateFile,
             reporter: UploadReporter(style: style, totalBytes: sizes.reduce(0, +)),
-            processor: media.makeProcessor(), threads: threads, maxSize: maxSize,
+            processor: media.makeProcessor(), threads: threads, uploadSlots: AsyncSemaphore(limit: concurrency), maxSize: maxSize,
             forbidden: Set(ChatConfiguration().forbiddenMimeTypes),
             preparation: ImagePreparation(stripMetadata: stripMetadata, maxDimension: maxDimension, convertHEIC: convertHeic),
             options: ResumableUpload.Options(chunkSize: chunkSize.bytes, checksum: checksum, retry: retry),
@@ -134,7 +137,7 @@ struct Upload: AsyncParsableCommand {
                 next += 1
                 group.addTask { await batch.upload(file) }
             }
-            for _ in 0..<concurrency { submit() }
+            for _ in 0..<inFlight { submit() }
             for await outcome in group {
                 counts[outcome, default: 0] += 1
                 submit()

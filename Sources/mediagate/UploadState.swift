@@ -35,9 +35,12 @@ struct FileIdentity: Sendable {
 /// The upload state file: for each file (by `FileIdentity` and destination), its tus URL, the
 /// stored file's id and the message that posted it. A rerun resumes or skips from here.
 ///
-/// Written whole to a temporary file and renamed after every change, so a kill at any moment
-/// leaves a readable file. One process at a time: two runs sharing a state file lose each
-/// other's entries, though the server's `client_id` check still keeps messages single.
+/// A journal: one JSON line per change, appended (no fsync: it must survive a killed process,
+/// which the page cache does, and after a power cut the server's `client_id` check still keeps
+/// messages single). Loading keeps each key's last line and skips a torn last line; the journal
+/// is compacted to one line per file at each start. Appending keeps an update O(1) however many
+/// files the state holds (rewriting the whole file each time cost O(n²) over a batch). One
+/// process at a time: two runs sharing a state file may lose each other's entries.
 final class UploadStateFile: @unchecked Sendable {
     struct Entry: Codable {
         var path: String
@@ -51,31 +54,55 @@ final class UploadStateFile: @unchecked Sendable {
         }
     }
 
+    /// One journal line.
+    private struct Record: Codable {
+        var key: String
+        var entry: Entry
+    }
+
     let path: String
     private let lock = NSLock()
-    private var entries: [String: Entry]
+    private var entries: [String: Entry] = [:]
+    private let descriptor: Int32
 
-    /// `--state`, else `$XDG_STATE_HOME/mediagate/uploads.json`, else `~/.local/state/mediagate/uploads.json`.
+    /// `--state`, else `$XDG_STATE_HOME/mediagate/uploads.jsonl`, else `~/.local/state/mediagate/uploads.jsonl`.
     static func defaultPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         let state = environment["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (NSHomeDirectory() as NSString).appendingPathComponent(".local/state")
-        return (state as NSString).appendingPathComponent("mediagate/uploads.json")
+        return (state as NSString).appendingPathComponent("mediagate/uploads.jsonl")
     }
 
     init(path: String) throws {
         self.path = path
-        if let data = FileManager.default.contents(atPath: path) {
-            do {
-                entries = try Self.decoder.decode([String: Entry].self, from: data)
-            } catch {
-                throw UploadFailure("the upload state file \(path) is unreadable (\(error)); move it away to start afresh")
+        var lineCount = 0
+        var needsRewrite = false
+        if let data = FileManager.default.contents(atPath: path), !data.isEmpty {
+            let lines = data.split(separator: UInt8(ascii: "\n"))
+            let torn = data.last != UInt8(ascii: "\n")
+            for (index, line) in lines.enumerated() {
+                do {
+                    let record = try Self.decoder.decode(Record.self, from: line)
+                    entries[record.key] = record.entry
+                    lineCount += 1
+                } catch where torn && index == lines.count - 1 {
+                    needsRewrite = true // the last append was cut short by a kill: drop it
+                } catch {
+                    throw UploadFailure("the upload state file \(path) is damaged at line \(index + 1); move it away to start afresh")
+                }
             }
-        } else {
-            entries = [:]
         }
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                 withIntermediateDirectories: true)
+        if needsRewrite || lineCount > entries.count {
+            var journal = Data()
+            for (key, entry) in entries { journal.append(try Self.line(key, entry)) }
+            try AtomicFile.write(journal, to: path, mode: 0o600)
+        }
+        descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw UploadFailure("cannot open the upload state file \(path): \(String(cString: strerror(errno)))") }
     }
+
+    deinit { close(descriptor) }
 
     subscript(key: String) -> Entry? { lock.withLock { entries[key] } }
 
@@ -87,20 +114,31 @@ final class UploadStateFile: @unchecked Sendable {
         return (directory as NSString).appendingPathComponent("\(key.prefix(32)).\(suffix)")
     }
 
-    /// Changes one entry and writes the file before returning.
+    /// Changes one entry and appends it to the journal before returning.
     func update(_ key: String, path: String, _ change: (inout Entry) -> Void) throws {
         try lock.withLock {
             var entry = entries[key] ?? Entry(path: path, updated: Date())
             change(&entry)
             entry.updated = Date()
             entries[key] = entry
-            try AtomicFile.write(try Self.encoder.encode(entries), to: self.path, mode: 0o600)
+            let line = try Self.line(key, entry)
+            // One write(2) of a whole line: a kill leaves it whole or torn, never interleaved.
+            let written = line.withUnsafeBytes { Foundation.write(descriptor, $0.baseAddress!, $0.count) }
+            guard written == line.count else {
+                throw UploadFailure("cannot write the upload state file \(self.path): \(String(cString: strerror(errno)))")
+            }
         }
+    }
+
+    private static func line(_ key: String, _ entry: Entry) throws -> Data {
+        var data = try encoder.encode(Record(key: key, entry: entry))
+        data.append(UInt8(ascii: "\n"))
+        return data
     }
 
     private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601
         return encoder
     }()

@@ -172,4 +172,24 @@ struct WorkerPoolTests {
             #expect(count == names.count * 6)
         }
     }
+
+    @Test("a headers-only probe agrees with the full one on type, displayed size, pages and duration, and decodes nothing")
+    func headersOnly() async throws {
+        let processor = MediaProcessor(pool: MediaWorkerPool(threadCount: 2))
+        for name in Fixtures.allMedia {
+            let full = try await processor.probe(fileAt: Fixtures.media(name)).attachment
+            let quick = try await processor.probe(fileAt: Fixtures.media(name), depth: .headers).attachment
+            #expect(quick.mimeType == full.mimeType, "\(name)")
+            #expect(quick.type == full.type, "\(name)")
+            #expect(quick.width == full.width && quick.height == full.height, "\(name)")
+            #expect(quick.pageCount == full.pageCount && quick.frameCount == full.frameCount, "\(name)")
+            #expect(quick.duration == full.duration && quick.codec == full.codec, "\(name)")
+            #expect(quick.sha256 == nil && quick.blurhash == nil, "\(name)")
+        }
+        // A truncated JPEG's header is whole: only the full probe finds the damage.
+        let truncated = Fixtures.hostile("truncated.jpg")
+        #expect(try await processor.probe(fileAt: truncated).error?.code == .corrupt)
+        #expect(try await processor.probe(fileAt: truncated, depth: .headers).error == nil)
+        #expect(try await processor.probe(fileAt: Fixtures.hostile("empty.bin"), depth: .headers).error?.code == .empty)
+    }
 }

@@ -70,6 +70,11 @@ struct UploadCommandTests {
         #expect(Set(events(first).filter { $0["event"] as? String == "done" }.compactMap { ($0["file"] as? String).map { ($0 as NSString).lastPathComponent } })
                 == ["photo-exif-orientation-6.jpg", "report.docx", "tone.wav"])
 
+        // A kill in the middle of an append leaves a torn last line: it is dropped, the rest kept.
+        let journal = try #require(FileHandle(forWritingAtPath: gateway.home + "/state/mediagate/uploads.jsonl"))
+        try journal.seekToEnd()
+        try journal.write(contentsOf: Data(#"{"entry":{"path":"/x","upd"#.utf8))
+        try journal.close()
         let second = try await gateway.mediagate(arguments + ["--recursive", "--include", "*.jpg", "--include", "*.mp4", "--include", "*.webp", "--include", "*.txt"])
         #expect(second.status == 0, "\(second.stderr)")
         let kinds = Dictionary(grouping: events(second), by: { $0["event"] as? String ?? "" })
@@ -119,8 +124,8 @@ struct UploadCommandTests {
             #expect(invalid.status == 64, "\(options)")
         }
 
-        let state = (gateway.home as NSString).appendingPathComponent("damaged-state.json")
-        try Data("{not json".utf8).write(to: URL(fileURLWithPath: state))
+        let state = (gateway.home as NSString).appendingPathComponent("damaged-state.jsonl")
+        try Data("{not json\n".utf8).write(to: URL(fileURLWithPath: state))
         let token = try await gateway.token()
         let room = try await gateway.createRoom("r", token: token)
         let damaged = try await gateway.mediagate(["upload", file, "--server", gateway.base, "--room", String(room), "--state", state])
