@@ -6,6 +6,8 @@ public enum ClientError: Error, CustomStringConvertible, Sendable {
     case transport(TransportError)
     /// The server answered with an error status; `code` is its machine-readable `error` field.
     case http(status: Int, code: String?, message: String)
+    /// 429 or 503 with `Retry-After: seconds`: come back no sooner than that.
+    case busy(status: Int, retryAfter: Int)
     /// The server no longer knows the upload (404 or 410): it has to start over.
     case uploadGone(status: Int)
     /// The access token was refused and could not be refreshed.
@@ -22,6 +24,7 @@ public enum ClientError: Error, CustomStringConvertible, Sendable {
     public var isRetryable: Bool {
         switch self {
         case .transport(let error): return error.isRetryable
+        case .busy: return true
         case .http(let status, _, _): return status >= 500 || [408, 409, 423, 429, 460].contains(status)
         default: return false
         }
@@ -32,6 +35,7 @@ public enum ClientError: Error, CustomStringConvertible, Sendable {
         case .transport(let error): return error.description
         case .http(let status, let code, let message):
             return "HTTP \(status)" + (code.map { " \($0)" } ?? "") + (message.isEmpty ? "" : ": \(message)")
+        case .busy(let status, let seconds): return "HTTP \(status): the server is busy; asked to wait \(seconds) s"
         case .uploadGone(let status): return "the server no longer has this upload (HTTP \(status))"
         case .loginRequired(let message): return message
         case .gaveUp(let attempts, let last): return "gave up after \(attempts) attempts: \(last)"
@@ -42,6 +46,10 @@ public enum ClientError: Error, CustomStringConvertible, Sendable {
 
     /// An error answer, with mediagate's `{"error": {"code", "message"}}` body when present.
     static func from(_ response: HTTPResponse) -> ClientError {
+        if response.status == 429 || response.status == 503,
+           let seconds = response["Retry-After"].flatMap(Int.init), seconds >= 0 {
+            return .busy(status: response.status, retryAfter: seconds)
+        }
         let error = response.json["error"] as? [String: Any]
         let message = error?["message"] as? String
             ?? String(decoding: response.body.prefix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -40,6 +40,9 @@ struct RetryBudget {
         if case .http(let status, _, _) = error, status == 409 || status == 460 {
             delay = .zero // the server told us where it is; ask and go on
         }
+        if case .busy(_, let seconds) = error {
+            delay = max(delay, .seconds(min(seconds, 60))) // as asked, within reason
+        }
         let milliseconds = delay.milliseconds
         if milliseconds > 0 { usleep(useconds_t(min(milliseconds, 60_000) * 1000)) }
     }

@@ -60,86 +60,113 @@ struct BatchUpload: Sendable {
             reporter.done(file, size: identity.size, fileId: fileId, messageId: messageId, attachment: [:], skipped: true)
             return .skipped
         }
+        let payload = try await payload(for: identity, key: key)
+        reporter.started(file, size: payload.size, mimeType: payload.mimeType, warning: payload.warning)
 
-        // Refuse here what the server would refuse, before a byte is sent.
+        var fileId = known?.fileId
+        if fileId == nil {
+            let url = try await sendBytes(of: payload, file: file, key: key, path: identity.path, resuming: known?.uploadURL)
+            fileId = try await storedFile(uploadURL: url, key: key, path: identity.path)
+        }
+        let posted = try await post(fileId: fileId!, text: payload.filename, key: key, path: identity.path)
+        if payload.isPrepared { unlink(payload.path) }
+        reporter.done(file, size: payload.size, fileId: posted.fileId, messageId: posted.messageId,
+                      attachment: posted.attachment, skipped: false)
+        return .uploaded
+    }
+
+    /// What goes up for a file: the file itself, or its re-encoded copy.
+    private struct Payload: Sendable {
+        var path: String
+        var filename: String
+        var mimeType: String
+        var size: Int
+        var isPrepared: Bool
+        var warning: String?
+    }
+
+    /// Probes the file (headers only: the server decodes, hashes and thumbnails it itself),
+    /// refuses what the server would refuse, and re-encodes it when asked to.
+    private func payload(for identity: FileIdentity, key: String) async throws -> Payload {
         guard identity.size > 0 else { throw UploadFailure("the file is empty", code: "empty") }
         if let maxSize, identity.size > maxSize {
             throw UploadFailure("\(UploadReporter.bytes(identity.size)) is over the server's limit of \(UploadReporter.bytes(maxSize))", code: "too_large")
         }
-        // Headers only: the server decodes, hashes and thumbnails the file itself.
         let report = try await processor.probe(fileAt: identity.path, depth: .headers)
         let mimeType = report.attachment.mimeType ?? "application/octet-stream"
         if forbidden.contains(mimeType) {
             throw UploadFailure("the server refuses files of type \(mimeType)", code: "forbidden_type")
         }
-        // Re-encoded images are kept beside the state file until posted, so a resumed upload
-        // sends the very bytes the interrupted one started with.
-        var source = identity.path, name = report.attachment.filename, type = mimeType, size = identity.size
-        var prepared: String?
-        if let plan = preparation.plan(for: report.attachment) {
-            if report.error != nil {
-                throw UploadFailure("cannot re-encode it as asked: \(report.error!)", code: "prepare_failed")
-            }
-            let output = state.preparedPath(key: key, suffix: plan.suffix)
-            if !FileManager.default.fileExists(atPath: output) {
-                // The suffix names the format for libvips, so it stays last.
-                let partial = (output as NSString).deletingPathExtension + ".part." + plan.suffix
-                do {
-                    _ = try await processor.prepareImage(fileAt: identity.path, attachment: report.attachment,
-                                                         preparation: preparation, to: partial)
-                } catch {
-                    unlink(partial)
-                    throw UploadFailure("cannot re-encode it as asked: \(error)", code: "prepare_failed")
-                }
-                rename(partial, output)
-            }
-            (source, name, type, prepared) = (output, plan.filename, plan.mimeType, output)
-            size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        let warning = report.error.map { "\($0)" }
+        guard let plan = preparation.plan(for: report.attachment) else {
+            return Payload(path: identity.path, filename: report.attachment.filename, mimeType: mimeType,
+                           size: identity.size, isPrepared: false, warning: warning)
         }
-        reporter.started(file, size: size, mimeType: type, warning: report.error.map { "\($0)" })
-
-        let metadata = ["filename": name, "filetype": type, "room_id": String(room)]
-        // The same file posted to the same room on a rerun is the same message.
-        let clientId = "mediagate-upload-" + key.prefix(32)
-        let (auth, room, state, reporter, options, stallTimeout) = (auth, room, state, reporter, options, stallTimeout)
-        let (upload, text) = (source, name)
-        var fileId = known?.fileId
-        if fileId == nil {
-            await uploadSlots.acquire()
-            let url: String
+        if let error = report.error { throw UploadFailure("cannot re-encode it as asked: \(error)", code: "prepare_failed") }
+        // Kept beside the state file until posted, so a resumed upload sends the very bytes the
+        // interrupted one started with.
+        let output = state.preparedPath(key: key, suffix: plan.suffix)
+        if !FileManager.default.fileExists(atPath: output) {
+            // The suffix names the format for libvips, so it stays last.
+            let partial = (output as NSString).deletingPathExtension + ".part." + plan.suffix
             do {
-                url = try await threads.runIfActive {
-                    let connection = APIConnection(server: auth.server, auth: auth)
-                    connection.transport.stallTimeout = stallTimeout
-                    return try ResumableUpload(client: TusClient(connection: connection), options: options).upload(
-                        path: upload, metadata: metadata, resuming: known?.uploadURL,
-                        created: { url in try state.update(key, path: identity.path) { $0.uploadURL = url } },
-                        progress: { reporter.progress(file, bytes: $0.bytes, total: $0.total) })
-                }
-                await uploadSlots.release()
+                _ = try await processor.prepareImage(fileAt: identity.path, attachment: report.attachment,
+                                                     preparation: preparation, to: partial)
             } catch {
-                await uploadSlots.release()
-                throw error
+                unlink(partial)
+                throw UploadFailure("cannot re-encode it as asked: \(error)", code: "prepare_failed")
             }
-            fileId = try await threads.runIfActive {
-                let stored = try ChatClient(connection: APIConnection(server: auth.server, auth: auth))
-                    .completedFile(uploadURL: url, retry: options.retry)
-                try state.update(key, path: identity.path) { $0.fileId = stored.id }
-                return stored.id
-            }
+            rename(partial, output)
         }
-        let storedId = fileId!
-        let posted = try await threads.runIfActive { () -> Posted in
-            let chat = ChatClient(connection: APIConnection(server: auth.server, auth: auth))
-            let message = try chat.post(file: StoredFile(id: storedId, attachment: [:]), room: room, text: text,
-                                        clientId: clientId, retry: options.retry)
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        return Payload(path: output, filename: plan.filename, mimeType: plan.mimeType, size: size, isPrepared: true, warning: warning)
+    }
+
+    /// The tus upload, holding one of the `--concurrency` slots; returns the upload's URL.
+    private func sendBytes(of payload: Payload, file: String, key: String, path: String, resuming: String?) async throws -> String {
+        let (auth, state, reporter, options, stallTimeout) = (auth, state, reporter, options, stallTimeout)
+        let metadata = ["filename": payload.filename, "filetype": payload.mimeType, "room_id": String(room)]
+        await uploadSlots.acquire()
+        do {
+            let url = try await threads.runIfActive {
+                let connection = APIConnection(server: auth.server, auth: auth)
+                connection.transport.stallTimeout = stallTimeout
+                return try ResumableUpload(client: TusClient(connection: connection), options: options).upload(
+                    path: payload.path, metadata: metadata, resuming: resuming,
+                    created: { url in try state.update(key, path: path) { $0.uploadURL = url } },
+                    progress: { reporter.progress(file, bytes: $0.bytes, total: $0.total) })
+            }
+            await uploadSlots.release()
+            return url
+        } catch {
+            await uploadSlots.release()
+            throw error
+        }
+    }
+
+    /// Waits for the server's pipeline to turn the upload into a stored file; returns its id.
+    private func storedFile(uploadURL: String, key: String, path: String) async throws -> String {
+        let (auth, state, retry) = (auth, state, options.retry)
+        return try await threads.runIfActive {
+            let stored = try ChatClient(connection: APIConnection(server: auth.server, auth: auth))
+                .completedFile(uploadURL: uploadURL, retry: retry)
+            try state.update(key, path: path) { $0.fileId = stored.id }
+            return stored.id
+        }
+    }
+
+    /// Posts the file into the room. The `client_id` comes from the file's identity and
+    /// destination, so a rerun (even without its state file) gets the same message back.
+    private func post(fileId: String, text: String, key: String, path: String) async throws -> Posted {
+        let (auth, state, room, retry) = (auth, state, room, options.retry)
+        let clientId = "mediagate-upload-" + key.prefix(32)
+        return try await threads.runIfActive {
+            let message = try ChatClient(connection: APIConnection(server: auth.server, auth: auth))
+                .post(file: StoredFile(id: fileId, attachment: [:]), room: room, text: text, clientId: clientId, retry: retry)
             let messageId = message["id"] as? Int
-            try state.update(key, path: identity.path) { $0.messageId = messageId }
-            return Posted(fileId: storedId, messageId: messageId, attachment: message["attachment"] as? [String: Any] ?? [:])
+            try state.update(key, path: path) { $0.messageId = messageId }
+            return Posted(fileId: fileId, messageId: messageId, attachment: message["attachment"] as? [String: Any] ?? [:])
         }
-        if let prepared { unlink(prepared) }
-        reporter.done(file, size: size, fileId: posted.fileId, messageId: posted.messageId, attachment: posted.attachment, skipped: false)
-        return .uploaded
     }
 
     private struct Posted: @unchecked Sendable {
