@@ -47,7 +47,7 @@ struct MultipartUploadTests {
         }
     }
 
-    @Test("curl's `Expect: 100-continue` is answered at once, not after curl's one-second wait")
+    @Test("curl's `Expect: 100-continue` is answered at once; 2 MB of random bytes (CRs everywhere) arrive intact")
     func expectContinue() async throws {
         let app = try await buildApplication(try testConfiguration())
         try await app.test(.live) { client in
@@ -56,12 +56,16 @@ struct MultipartUploadTests {
             let file = try Fixtures.temporaryDirectory("expect").appendingPathComponent("two-mib.bin").path
             _ = try await Tool.exec("sh", ["-c", "head -c 2000000 /dev/urandom > '\(file)'"])
             // curl adds the header itself for bodies over 1 MiB; -v shows the interim answer.
-            let result = try await Tool.exec("curl", ["-sv", "-o", "/dev/null", "-H", "Authorization: Bearer \(alice.access)",
+            let answer = file + ".json"
+            let result = try await Tool.exec("curl", ["-sv", "-o", answer, "-H", "Authorization: Bearer \(alice.access)",
                                                       "-F", "file=@\(file)", "http://127.0.0.1:\(port)/api/upload-file"])
             #expect(result.stderr.contains("> Expect: 100-continue"))
             #expect(result.stderr.contains("< HTTP/1.1 100 Continue"))
             #expect(!result.stderr.contains("Done waiting for 100-continue"))
             #expect(result.stderr.contains("< HTTP/1.1 201"))
+            let body = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: answer))) as? [String: Any])
+            let stored = (body["attachment"] as? [String: Any])?["sha256"] as? String
+            #expect(stored == String(try await Tool.exec("sha256sum", [file]).stdout.prefix(64)))
         }
     }
 }

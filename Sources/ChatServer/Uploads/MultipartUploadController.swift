@@ -92,7 +92,11 @@ struct MultipartUploadController: Sendable {
 private final class PartCollector: @unchecked Sendable {
     private var headers: [String: String] = [:]
     private var inFile = false
-    private var pending: [ByteBuffer] = []
+    /// The file bytes parsed out of the current network read. MultipartKit hands the body over
+    /// in pieces that end at every CR byte (one in 256 of random or compressed data), so they
+    /// are gathered here and written once per read: a write per piece made this endpoint move
+    /// ~33 MB/s.
+    private var pending = ByteBuffer()
     private(set) var sawFile = false
     private(set) var fileComplete = false
     private(set) var filename: String?
@@ -107,7 +111,9 @@ private final class PartCollector: @unchecked Sendable {
     }
 
     func body(_ buffer: ByteBuffer) {
-        if inFile { pending.append(buffer) }
+        guard inFile else { return }
+        var buffer = buffer
+        pending.writeBuffer(&buffer)
     }
 
     func complete() {
@@ -116,9 +122,11 @@ private final class PartCollector: @unchecked Sendable {
         headers = [:]
     }
 
+    /// The file bytes gathered since the last call (none: an empty list).
     func takeFileBytes() -> [ByteBuffer] {
-        defer { pending.removeAll(keepingCapacity: true) }
-        return pending
+        guard pending.readableBytes > 0 else { return [] }
+        defer { pending = ByteBuffer() }
+        return [pending]
     }
 
     static func parameter(_ key: String, in header: String) -> String? {
