@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MediagateClient
+import NIOPosix
 
 /// `mediagate login`: signs in once and keeps the tokens for later `upload` runs.
 struct Login: AsyncParsableCommand {
@@ -23,7 +24,20 @@ struct Login: AsyncParsableCommand {
         let server = try ClientOptions(server: server).serverURL()
         let password = try readPassword(prompt: "Password for \(username) on \(server): ")
         do {
-            let tokens = try ChatClient.login(server: server, username: username, password: password)
+            // libcurl blocks: on a thread of its own, joined before the process exits.
+            let thread = NIOThreadPool(numberOfThreads: 1)
+            thread.start()
+            let username = self.username
+            let result: Result<Tokens, any Error>
+            do {
+                result = .success(try await thread.runIfActive {
+                    try ChatClient.login(server: server, username: username, password: password)
+                })
+            } catch {
+                result = .failure(error)
+            }
+            try? await thread.shutdownGracefully()
+            let tokens = try result.get()
             let store = CredentialsFile.defaultLocation()
             try store.save(tokens, for: server)
             print("logged in to \(server) as \(tokens.username ?? username); tokens in \(store.path)")

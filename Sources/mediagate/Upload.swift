@@ -91,10 +91,22 @@ struct Upload: AsyncParsableCommand {
         let files = try FileWalker(recursive: recursive).files(in: paths).filter(selected)
         // Files waiting for the server's pipeline or posting hold a thread but not an upload
         // slot, so up to three times as many files are in flight as are uploading.
-        let inFlight = concurrency * 3
-        let threads = NIOThreadPool(numberOfThreads: inFlight)
+        let threads = NIOThreadPool(numberOfThreads: concurrency * 3)
         threads.start()
-        defer { threads.shutdownGracefully { _ in } }
+        // The threads are joined before the process exits: OpenSSL's exit handlers free what a
+        // pool thread that is still winding down may touch (seen: SIGSEGV in libcrypto after the
+        // summary, on a loaded machine).
+        do {
+            try await upload(files, auth: auth, threads: threads)
+        } catch {
+            try? await threads.shutdownGracefully()
+            throw error
+        }
+        try await threads.shutdownGracefully()
+    }
+
+    private func upload(_ files: [String], auth: SessionAuth, threads: NIOThreadPool) async throws {
+        let inFlight = concurrency * 3
 
         // Before any file: is the server there, are we allowed in the room, what is its limit?
         let retry = RetryPolicy(maxAttempts: retries)
