@@ -38,8 +38,9 @@ public struct CredentialsFile: Sendable {
         try load()[Self.key(server)]
     }
 
+    /// A damaged file is replaced: logging in is how the user repairs it.
     public func save(_ tokens: Tokens, for server: String) throws {
-        var all = try load()
+        var all = (try? load()) ?? [:]
         all[Self.key(server)] = tokens
         try write(all)
     }

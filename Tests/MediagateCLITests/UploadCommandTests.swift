@@ -109,6 +109,12 @@ struct UploadCommandTests {
         #expect(wrongPassword.stderr.contains("401"))
         #expect(!FileManager.default.fileExists(atPath: gateway.credentialsPath))
 
+        // A damaged credentials file asks for a login, and the login repairs it.
+        try FileManager.default.createDirectory(atPath: gateway.home, withIntermediateDirectories: true)
+        try Data("{garbage".utf8).write(to: URL(fileURLWithPath: gateway.credentialsPath))
+        let damagedLogin = try await gateway.mediagate(["upload", file, "--server", gateway.base, "--room", "1"])
+        #expect(damagedLogin.status == 77)
+        #expect(damagedLogin.stderr.contains("damaged"))
         try await gateway.login()
         let noRoom = try await gateway.mediagate(["upload", file, "--server", gateway.base, "--room", "4242"])
         #expect(noRoom.status == 1)
