@@ -75,7 +75,7 @@ struct ProbePrinter {
         let duration = attachment?.duration.map { String(format: "%.2fs", $0) } ?? "-"
         var columns = [
             attachment?.type.rawValue ?? "-", attachment?.mimeType ?? "-",
-            attachment?.size.map(Self.humanSize) ?? "-", dimensions, duration, path,
+            attachment?.size.map { ByteCountText.format($0, binary: false) } ?? "-", dimensions, duration, path,
         ]
         if let note { columns[5] += "  (\(note))" }
         write(columns: columns)
@@ -88,16 +88,5 @@ struct ProbePrinter {
             line += index < widths.count ? column.padding(toLength: max(widths[index], column.count + 1), withPad: " ", startingAt: 0) : column
         }
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
-    }
-
-    static func humanSize(_ bytes: Int) -> String {
-        let units = ["B", "KB", "MB", "GB", "TB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1000, unit < units.count - 1 {
-            value /= 1000
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
     }
 }

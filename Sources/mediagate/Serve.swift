@@ -57,7 +57,7 @@ struct AddUser: AsyncParsableCommand {
     @OptionGroup var server: ServerOptions
 
     func run() async throws {
-        let password = try readPassword()
+        let password = try readPassword(prompt: "Password for \(name): ")
         let services = try await ChatServices(configuration: try server.configuration())
         do {
             let user = try await services.addUser(username: name, password: password)
@@ -65,15 +65,5 @@ struct AddUser: AsyncParsableCommand {
         } catch let error as APIError {
             throw ValidationError(error.message)
         }
-    }
-
-    private func readPassword() throws -> String {
-        if isatty(STDIN_FILENO) != 0, let typed = getpass("Password for \(name): ") {
-            return String(cString: typed)
-        }
-        guard let line = Swift.readLine(strippingNewline: true), !line.isEmpty else {
-            throw ValidationError("no password on standard input")
-        }
-        return line
     }
 }

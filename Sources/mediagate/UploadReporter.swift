@@ -163,16 +163,7 @@ final class UploadReporter: @unchecked Sendable {
             + String(format: "%3.0f%%", fraction * 100) + " \(bytes(done))/\(bytes(total)) \(bytes(Int(rate)))/s ETA \(eta)"
     }
 
-    static func bytes(_ count: Int) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(count)
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
-    }
+    static func bytes(_ count: Int) -> String { ByteCountText.format(count, binary: true) }
 
     /// One JSON line; absent (nil) fields are left out.
     private func emit(_ object: [String: Any?]) {
