@@ -157,7 +157,11 @@ public func buildApplication(
             // instead of a dropped connection; the server pings idle sockets every 30 s and
             // closes those that do not answer.
             configuration: .init(
-                http1: .init(additionalChannelHandlers: [ExpectContinueHandler()]),
+                http1: .init(additionalChannelHandlers: [
+                    ExpectContinueHandler(),
+                    CachedThumbnailHandler(files: services.fileStore, thumbnails: services.thumbnails,
+                                           signer: services.urlSigner, logger: logger),
+                ]),
                 ws: .init(maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: .seconds(30))))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "mediagate"),
         services: [services.uploadSweeper(logger: logger)],

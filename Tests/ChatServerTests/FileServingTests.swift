@@ -18,6 +18,15 @@ struct FileServingTests {
         return try #require(ready.object["file_id"] as? String)
     }
 
+    /// Uploads a fixture and posts it into `room`; returns the file id and the posted attachment.
+    static func post(_ client: some TestClientProtocol, fixture: String, name: String, token: String,
+                     room: Int) async throws -> (id: String, attachment: [String: Any]) {
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.media(fixture)))
+        let id = try await upload(client, token: token, bytes: bytes, name: name)
+        let posted = try await client.call(.post, "/api/messages", token: token, json: ["room_id": room, "attachment": ["file_id": id]])
+        return (id, try #require(posted.object["attachment"] as? [String: Any]))
+    }
+
     static func get(_ client: some TestClientProtocol, _ uri: String, token: String? = nil, headers extra: HTTPFields = [:],
                     method: HTTPRequest.Method = .get) async throws -> TestResponse {
         var headers = extra

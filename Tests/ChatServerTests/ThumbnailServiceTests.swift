@@ -78,10 +78,8 @@ struct ThumbnailServiceTests {
         try await app.test(.router) { client in
             let alice = try await client.register("alice")
             let room = try await client.createRoom("r", token: alice.access)
-            let photo = try Data(contentsOf: URL(fileURLWithPath: Fixtures.media("clip-h264.mp4")))
-            let id = try await FileServingTests.upload(client, token: alice.access, bytes: photo, name: "clip.mp4")
-            let posted = try await client.call(.post, "/api/messages", token: alice.access, json: ["room_id": room, "attachment": ["file_id": id]])
-            let attachment = try #require(posted.object["attachment"] as? [String: Any])
+            let (id, attachment) = try await FileServingTests.post(client, fixture: "clip-h264.mp4", name: "clip.mp4",
+                                                                   token: alice.access, room: room)
             #expect(attachment["type"] as? String == "video")
             let thumbnailURL = try #require(attachment["thumbnailUrl"] as? String)
             let poster = try await FileServingTests.get(client, thumbnailURL)

@@ -39,6 +39,28 @@ struct FileController: Sendable {
         }
         let query = request.uri.queryParameters
         try await authorise(request, query: query, file: file, variant: "thumbnail")
+        let asked = try Self.thumbnailRequest(query: query, accept: request.headers[.accept])
+        let thumbnail: (bytes: ByteBuffer, name: String)
+        do {
+            thumbnail = try await thumbnails.thumbnailBytes(blob: store.blobPath(sha256: file.sha256), sha256: file.sha256,
+                                                            picture: file.attachment, request: asked.request,
+                                                            decodedFor: UploadCompletion.eagerThumbnail)
+        } catch let error as MediaError {
+            switch error.code {
+            case .overloaded: throw APIError(.serviceUnavailable, code: "overloaded", "thumbnail work is queued full; retry shortly", headers: [.retryAfter: "1"])
+            case .noThumbnail, .unsupported: throw APIError(.notFound, code: "no_thumbnail", error.message)
+            default: throw APIError.unprocessable("no thumbnail can be made: \(error.message)")
+            }
+        }
+        let headers = Self.thumbnailHeaders(format: asked.request.format, name: thumbnail.name, variesByAccept: asked.variesByAccept)
+        if request.headers[.ifNoneMatch] == headers[.eTag] { return Response(status: .notModified, headers: headers) }
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: thumbnail.bytes))
+    }
+
+    /// The thumbnail a query asks for (`w`, `h`, `fit`, `format`), snapped to the ladder. Without
+    /// `format` it is chosen from `Accept` (WebP where accepted), and the answer varies by it.
+    static func thumbnailRequest(query: FlatDictionary<Substring, Substring>,
+                                 accept: String?) throws -> (request: ThumbnailRequest, variesByAccept: Bool) {
         func dimension(_ name: String) throws -> Int? {
             try query[Substring(name)].map {
                 guard let value = Int(String($0)), (1...10_000).contains(value) else { throw APIError.badRequest("\(name) must be 1-10000") }
@@ -49,37 +71,27 @@ struct FileController: Sendable {
             guard let fit = ThumbnailRequest.Fit(rawValue: String($0)) else { throw APIError.badRequest("fit is cover or contain") }
             return fit
         } ?? .contain
-        var headers: HTTPFields = [:]
         let format: ThumbnailRequest.Format
+        let varies: Bool
         if let value = query["format"] {
             guard let chosen = ThumbnailRequest.Format(rawValue: String(value)) else { throw APIError.badRequest("format is jpeg, webp or png") }
-            format = chosen
+            (format, varies) = (chosen, false)
         } else {
-            // Chosen from Accept, so caches must key on it.
-            format = request.headers[.accept]?.contains("image/webp") == true ? .webp : .jpeg
-            headers[.vary] = "Accept"
+            (format, varies) = (accept?.contains("image/webp") == true ? .webp : .jpeg, true)
         }
-        let thumbRequest = Thumbnails.request(width: try dimension("w"), height: try dimension("h"), fit: fit, format: format)
-        let thumbnail: (bytes: ByteBuffer, name: String)
-        do {
-            thumbnail = try await thumbnails.thumbnailBytes(blob: store.blobPath(sha256: file.sha256), sha256: file.sha256,
-                                                            picture: file.attachment, request: thumbRequest,
-                                                            decodedFor: UploadCompletion.eagerThumbnail)
-        } catch let error as MediaError {
-            switch error.code {
-            case .overloaded: throw APIError(.serviceUnavailable, code: "overloaded", "thumbnail work is queued full; retry shortly", headers: [.retryAfter: "1"])
-            case .noThumbnail, .unsupported: throw APIError(.notFound, code: "no_thumbnail", error.message)
-            default: throw APIError.unprocessable("no thumbnail can be made: \(error.message)")
-            }
-        }
-        let etag = "\"\(thumbnail.name)\""
+        return (Thumbnails.request(width: try dimension("w"), height: try dimension("h"), fit: fit, format: format), varies)
+    }
+
+    /// A thumbnail's response headers; `name` is its cache name, which is also its ETag.
+    static func thumbnailHeaders(format: ThumbnailRequest.Format, name: String, variesByAccept: Bool) -> HTTPFields {
+        var headers: HTTPFields = [:]
+        if variesByAccept { headers[.vary] = "Accept" }  // so caches key on it
         headers[.contentType] = format.mimeType
-        headers[.eTag] = etag
+        headers[.eTag] = "\"\(name)\""
         headers[.cacheControl] = "private, max-age=31536000, immutable"
         headers[.xContentTypeOptions] = "nosniff"
         headers[.contentDisposition] = "inline"
-        if request.headers[.ifNoneMatch] == etag { return Response(status: .notModified, headers: headers) }
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: thumbnail.bytes))
+        return headers
     }
 
     @Sendable func serve(_ request: Request, context: ChatRequestContext) async throws -> Response {

@@ -73,9 +73,9 @@ struct Thumbnails: Sendable {
     /// or made now (from the decoded picture or the original `blob`, see ``source``).
     func thumbnailBytes(blob: String, sha256: String, picture: Attachment, request: ThumbnailRequest,
                         decodedFor eager: ThumbnailRequest) async throws -> (bytes: ByteBuffer, name: String) {
+        if let hit = inMemory(sha256: sha256, request) { return hit }
         let name = cacheName(sha256: sha256, request)
         let path = "\(directory)/\(name)"
-        if let bytes = memory[path] { return (bytes, name) }
         let source = source(blob: blob, sha256: sha256, picture: picture, request: request, decodedFor: eager)
         _ = try await thumbnail(of: source, sha256: sha256, request: request)
         // Made just now, save() put it in memory; only a disk-cache hit is read back.
@@ -83,6 +83,12 @@ struct Thumbnails: Sendable {
         let bytes = try await threadPool.runIfActive { ByteBuffer(data: try Data(contentsOf: URL(fileURLWithPath: path))) }
         memory.insert(bytes, forKey: path, cost: bytes.readableBytes)
         return (bytes, name)
+    }
+
+    /// The thumbnail's bytes and cache name if it is held in memory; never waits.
+    func inMemory(sha256: String, _ request: ThumbnailRequest) -> (bytes: ByteBuffer, name: String)? {
+        let name = cacheName(sha256: sha256, request)
+        return memory["\(directory)/\(name)"].map { ($0, name) }
     }
 
     /// The cached thumbnail's path, computing it first if needed.

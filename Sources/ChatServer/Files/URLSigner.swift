@@ -11,6 +11,10 @@ struct URLSigner: Sendable {
     private let current: SymmetricKey
     private let previous: SymmetricKey?
     let lifetime: TimeInterval
+    /// Signatures already found to match (their expiry is still checked every time): the same
+    /// signed thumbnail URL is asked for by every member of a room, and the HMAC was the
+    /// largest cost of answering it from memory.
+    private let matched = MemoryCache<Bool>(capacity: 50_000)
 
     init(directory: String, lifetime: TimeInterval) throws {
         current = SymmetricKey(data: try TokenService.signingKey(in: directory, name: "url-signing-key"))
@@ -29,13 +33,18 @@ struct URLSigner: Sendable {
 
     func verify(fileId: String, variant: String, expiry: String?, signature: String?, now: Date = Date()) -> Verdict {
         guard let expiry, let expiryValue = Int(expiry), let signature else { return .invalid }
+        let verdict = { Double(expiryValue) >= now.timeIntervalSince1970 ? Verdict.valid : .expired }
+        // Only signatures that matched are kept, so a lookup tells a guesser nothing new.
+        let key = "\(fileId):\(variant):\(expiry):\(signature)"
+        if matched[key] != nil { return verdict() }
         func matches(_ key: SymmetricKey) -> Bool {
             // Constant-time comparison of the MACs.
             let expected = Self.mac(key, fileId: fileId, variant: variant, expiry: expiryValue).utf8
             return expected.count == signature.utf8.count && zip(expected, signature.utf8).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
         }
         guard matches(current) || previous.map(matches) == true else { return .invalid }
-        return Double(expiryValue) >= now.timeIntervalSince1970 ? .valid : .expired
+        matched.insert(true, forKey: key)
+        return verdict()
     }
 
     private static func mac(_ key: SymmetricKey, fileId: String, variant: String, expiry: Int) -> String {
