@@ -25,7 +25,9 @@ public struct Tokens: Codable, Sendable, Equatable {
 public struct CredentialsFile: Sendable {
     public var path: String
 
-    public init(path: String) { self.path = path }
+    /// A relative `path` is taken from the working directory now (a bare file name has no
+    /// directory to create otherwise).
+    public init(path: String) { self.path = URL(fileURLWithPath: path).standardizedFileURL.path }
 
     public static func defaultLocation(environment: [String: String] = ProcessInfo.processInfo.environment) -> CredentialsFile {
         if let path = environment["MEDIAGATE_CREDENTIALS"], !path.isEmpty { return CredentialsFile(path: path) }

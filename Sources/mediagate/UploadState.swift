@@ -72,7 +72,9 @@ final class UploadStateFile: @unchecked Sendable {
         return (state as NSString).appendingPathComponent("mediagate/uploads.jsonl")
     }
 
-    init(path: String) throws {
+    init(path relative: String) throws {
+        // Absolute, so that a bare file name has a directory to create and keep `prepared/` in.
+        let path = URL(fileURLWithPath: relative).standardizedFileURL.path
         self.path = path
         var lineCount = 0
         var needsRewrite = false

@@ -137,6 +137,13 @@ struct UploadCommandTests {
         let damaged = try await gateway.mediagate(["upload", file, "--server", gateway.base, "--room", String(room), "--state", state])
         #expect(damaged.status != 0)
         #expect(damaged.stderr.contains("state file"))
+
+        // A state file named without a directory lives in the working directory.
+        let relative = try await Tool.exec("sh", ["-c", "cd \"$0\" && exec \"$@\"", gateway.home, "env"] + gateway.environment
+                                           + [ExecutableTests.executable, "upload", file, "--server", gateway.base, "--room", String(room),
+                                              "--state", "here.jsonl", "--json"])
+        #expect(relative.status == 0, "\(relative.stderr)")
+        #expect(FileManager.default.fileExists(atPath: gateway.home + "/here.jsonl"))
     }
 
     @Test("an expired access token is renewed unnoticed; a revoked login ends with 'log in again' and status 77")
