@@ -3,7 +3,7 @@
 against its peers.
 
   mediagate upload DIR --room N   probe each file (libmagic, libvips, FFmpeg), tus upload in 8 MiB
-                                  sha1-checksummed chunks, wait for the server's attachment, post
+                                  sha256-checksummed chunks, wait for the server's attachment, post
                                   one message per file; 3 files at a time (its defaults)
   shell script                    the same steps with standard tools, file by file, as an operator
                                   would write it: `file --mime-type`, `ffprobe`, `curl -F` to the

@@ -5,7 +5,8 @@ struct MediaAnalysis {
     let worker: MediaWorker
     let limits: MediaLimits
 
-    func probe(path: String, filename: String, thumbnail request: ThumbnailRequest?, depth: ProbeDepth = .full) throws(MediaError) -> MediaReport {
+    func probe(path: String, filename: String, thumbnail request: ThumbnailRequest?, depth: ProbeDepth = .full,
+               knownSHA256: String? = nil) throws(MediaError) -> MediaReport {
         let size = try regularFileSize(path)
         let name = FileName.sanitized(filename)
         guard size > 0 else {
@@ -14,7 +15,10 @@ struct MediaAnalysis {
                                        sha256: FileDigest.emptySHA256),
                 error: MediaError(.empty, "the file is empty"))
         }
-        let sha256 = depth == .full ? try FileDigest.sha256Hex(ofFileAt: path) : nil
+        var sha256: String?
+        if depth == .full {
+            sha256 = if let knownSHA256, FileDigest.isSHA256Hex(knownSHA256) { knownSHA256 } else { try FileDigest.sha256Hex(ofFileAt: path) }
+        }
         let mimeType = try sniff(path, size: size)
         let route = MediaRoute.forMimeType(mimeType)
         var attachment = Attachment(type: route.kind, filename: name, size: size, mimeType: mimeType, sha256: sha256)

@@ -33,17 +33,21 @@ public struct MediaProcessor: Sendable {
     ///   - path: A regular file.
     ///   - filename: The name to report; defaults to the path's last component. Sanitised.
     ///   - thumbnail: When given, the report carries a thumbnail made in the same decode pass.
-    /// - Throws: `MediaError` with code `.io` when the file cannot be read, `.overloaded` when
-    ///   the worker queue is full.
     ///   - depth: `.headers` reads only what headers say (type, dimensions, duration, codecs):
     ///     no SHA-256, no decoding, no placeholder, no thumbnail. For a client deciding what to send.
+    ///   - knownSHA256: The file's SHA-256 (64 lowercase hex digits) when the caller computed it
+    ///     over these exact bytes already, as the upload server does for a whole-file chunk
+    ///     checksum; the file is then not read again to hash it. Anything else is ignored.
+    /// - Throws: `MediaError` with code `.io` when the file cannot be read, `.overloaded` when
+    ///   the worker queue is full.
     public func probe(fileAt path: String, filename: String? = nil, thumbnail: ThumbnailRequest? = nil,
-                      depth: ProbeDepth = .full) async throws -> MediaReport {
+                      depth: ProbeDepth = .full, knownSHA256: String? = nil) async throws -> MediaReport {
         let limits = self.limits
         return try await pool.run { worker in
             let started = ContinuousClock.now
             var report = try MediaAnalysis(worker: worker, limits: limits).probe(
-                path: path, filename: filename ?? (path as NSString).lastPathComponent, thumbnail: thumbnail, depth: depth)
+                path: path, filename: filename ?? (path as NSString).lastPathComponent, thumbnail: thumbnail, depth: depth,
+                knownSHA256: knownSHA256)
             report.elapsed = ContinuousClock.now - started
             return report
         }

@@ -18,15 +18,21 @@ public struct ChatClient {
     }
 
     /// What a finished upload became, waiting while the server's pipeline works on it (202).
+    ///
+    /// Each request asks the server to hold its answer until processing ends (`?wait=`, shorter
+    /// than the transport's stall timeout, which would take the silence for a dead server); a
+    /// server that answers 202 at once anyway is asked again after short, growing pauses.
     public func completedFile(uploadURL: String, timeout: Duration = .seconds(300), retry: RetryPolicy = RetryPolicy()) throws -> StoredFile {
         let deadline = ContinuousClock.now + timeout
         var budget = RetryBudget(retry)
+        let wait = min(10, connection.transport.stallTimeout.components.seconds / 2)
+        let url = wait > 0 ? uploadURL + (uploadURL.contains("?") ? "&" : "?") + "wait=\(wait)" : uploadURL
         // Short pauses first: a photo is usually ready within a tenth of a second.
         var pause = 10_000 as useconds_t
         while true {
             let response: HTTPResponse
             do {
-                response = try connection.send("GET", uploadURL)
+                response = try connection.send("GET", url)
             } catch let error as ClientError {
                 try budget.pause(after: error)
                 continue

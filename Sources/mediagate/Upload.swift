@@ -43,8 +43,8 @@ struct Upload: AsyncParsableCommand {
     @Option(help: "Bytes per PATCH request, e.g. 8MiB, 512KiB.")
     var chunkSize = ByteCount(8 << 20)
 
-    @Option(help: "Per-chunk checksum: sha1, sha256, md5 or none.")
-    var checksum: TusClient.Checksum = .sha1
+    @Option(help: "Per-chunk checksum: sha256, sha1, md5 or none.")
+    var checksum: TusClient.Checksum = .sha256
 
     @Option(help: "Failed attempts in a row (no progress between them) before a file is given up.")
     var retries = 10

@@ -163,6 +163,83 @@ struct TusUploadTests {
         }
     }
 
+    @Test("GET ?wait= answers when processing ends instead of 202; bad waits are 400; missing bytes are 409 at once")
+    func waitForProcessing() async throws {
+        let app = try await buildApplication(try testConfiguration())
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let auth: HTTPFields = [.authorization: "Bearer \(alice.access)"]
+            let photo = try Data(contentsOf: URL(fileURLWithPath: Fixtures.media("photo-exif-orientation-6.jpg")))
+            for round in 0..<3 { // each asked at once after its last byte: the pipeline has just started
+                let body = photo + Data(repeating: 0, count: round)
+                // Whole-upload SHA-256 checksums (rounds 0, 1) give the pipeline the content hash.
+                let checksum = round < 2 ? ["Upload-Checksum": "sha256 \(Data(SHA256.hash(data: body)).base64EncodedString())"] : [:]
+                let created = try await Self.tus(client, .post, "/api/uploads", token: alice.access,
+                                                 headers: Self.octets.merging(["Upload-Length": String(body.count)]) { $1 }
+                                                     .merging(checksum) { $1 },
+                                                 body: body)
+                let location = try #require(created.headers[.location])
+                let ready = try await client.executeRequest(uri: location + "?wait=10", method: .get, headers: auth, body: nil)
+                #expect(ready.status == .ok, "round \(round): \(String(buffer: ready.body))")
+                let answer = try #require(try JSONSerialization.jsonObject(with: Data(buffer: ready.body)) as? [String: Any])
+                #expect(answer["status"] as? String == "ready")
+                let attachment = try #require(answer["attachment"] as? [String: Any])
+                #expect(attachment["sha256"] as? String == SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined())
+            }
+
+            let partial = try await Self.tus(client, .post, "/api/uploads", token: alice.access, headers: ["Upload-Length": "1000"])
+            let location = try #require(partial.headers[.location])
+            let start = ContinuousClock.now
+            let incomplete = try await client.executeRequest(uri: location + "?wait=10", method: .get, headers: auth, body: nil)
+            #expect(incomplete.status == .conflict)
+            #expect(ContinuousClock.now - start < .seconds(2))
+            for bad in ["-1", "31", "soon", ""] {
+                let refused = try await client.executeRequest(uri: location + "?wait=\(bad)", method: .get, headers: auth, body: nil)
+                #expect(refused.status == .badRequest, "wait=\(bad)")
+            }
+        }
+    }
+
+    @Test("Upload-Expires and Date are IMF-fixdate in GMT (checked against Python's email.utils)")
+    func httpDates() {
+        let expected = [
+            0: "Thu, 01 Jan 1970 00:00:00 GMT", 951_782_400: "Tue, 29 Feb 2000 00:00:00 GMT",
+            1_709_164_800: "Thu, 29 Feb 2024 00:00:00 GMT", 1_795_885_899: "Sat, 28 Nov 2026 17:11:39 GMT",
+            2_147_483_647: "Tue, 19 Jan 2038 03:14:07 GMT",
+        ]
+        for (seconds, text) in expected {
+            #expect(HTTPDateText.format(seconds) == text)
+            #expect(TusController.httpDate(Date(timeIntervalSince1970: Double(seconds) + 0.9)) == text)
+        }
+    }
+
+    @Test("upload waiters: woken by settlement, not lost when it came first, released by their timeout")
+    func waiters() async throws {
+        let waiters = UploadWaiters(remembered: 2)
+        let start = ContinuousClock.now
+        async let woken: Void = waiters.next("a", timeout: .seconds(20))
+        try await Task.sleep(for: .milliseconds(100))
+        waiters.settle("a")
+        await woken
+        #expect(ContinuousClock.now - start < .seconds(5))
+
+        waiters.settle("b") // settled before anyone waited: the wait returns at once
+        let early = ContinuousClock.now
+        await waiters.next("b", timeout: .seconds(20))
+        #expect(ContinuousClock.now - early < .seconds(1))
+
+        let unsettled = ContinuousClock.now
+        await waiters.next("c", timeout: .milliseconds(300))
+        #expect(ContinuousClock.now - unsettled >= .milliseconds(300))
+        #expect(ContinuousClock.now - unsettled < .seconds(5))
+
+        waiters.settle("d")
+        waiters.settle("e") // only the last two are remembered: "b" is forgotten
+        let forgotten = ContinuousClock.now
+        await waiters.next("b", timeout: .milliseconds(200))
+        #expect(ContinuousClock.now - forgotten >= .milliseconds(200))
+    }
+
     @Test("a completed upload goes through the pipeline: sniffed type, displayed size, one blob per content")
     func pipelineOnCompletion() async throws {
         let configuration = try testConfiguration()

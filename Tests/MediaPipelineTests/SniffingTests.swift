@@ -83,6 +83,21 @@ struct SniffingTests {
         let report = try await processor.probe(fileAt: Fixtures.media("readme.txt"), filename: "../x/\u{202E}txt.exe")
         #expect(report.attachment.filename == "txt.exe")
     }
+
+    @Test("a SHA-256 the caller already computed is taken as given; anything not a SHA-256 is ignored")
+    func knownDigest() async throws {
+        let processor = MediaProcessor(pool: MediaWorkerPool(threadCount: 1))
+        let path = Fixtures.media("readme.txt")
+        let computed = try #require(try await processor.probe(fileAt: path).attachment.sha256)
+        #expect(try await Tool.exec("sha256sum", [path]).stdout.hasPrefix(computed))
+        // The contract: the file is not hashed again, so a (deliberately wrong) digest comes back.
+        let given = String(repeating: "ab", count: 32)
+        #expect(try await processor.probe(fileAt: path, knownSHA256: given).attachment.sha256 == given)
+        for junk in ["", "abc", String(repeating: "AB", count: 32), String(repeating: "zz", count: 32), given + "00"] {
+            #expect(try await processor.probe(fileAt: path, knownSHA256: junk).attachment.sha256 == computed, "\(junk)")
+        }
+        #expect(try await processor.probe(fileAt: path, depth: .headers, knownSHA256: given).attachment.sha256 == nil)
+    }
 }
 
 @Suite("BlurHash")

@@ -115,18 +115,24 @@ struct UploadCompletion: Sendable {
     let processor: MediaProcessor
     let thumbnails: Thumbnails
     let policy: UploadPolicy
+    /// Requests waiting for an upload's processing to end.
+    let waiters = UploadWaiters()
 
     /// The thumbnail made in the same decode pass as the probe, so chat can show it at once.
     static let eagerThumbnail = Thumbnails.request(width: 320, height: 320, fit: .contain, format: .jpeg)
 
-    /// Processes one completed upload; safe to call again for the same one.
-    func process(uploadId: String) async throws {
+    /// Processes one completed upload; safe to call again for the same one. Wakes the requests
+    /// waiting for it however it ends. `contentSHA256`: the bytes' SHA-256 if the server already
+    /// computed it while receiving them (a whole-upload `sha256` chunk checksum).
+    func process(uploadId: String, contentSHA256: String? = nil) async throws {
+        defer { waiters.settle(uploadId) }
         guard let record = try await uploads.upload(id: uploadId), record.completedAt != nil, record.fileId == nil,
               record.rejection == nil else { return }
         let metadata = (try? TusController.parseMetadata(record.metadata)) ?? [:]
         do {
             let file = try await storeFile(at: files.path(uploadId), filename: metadata["filename"] ?? "file",
-                                           claimedType: metadata["filetype"], ownerId: record.userId, uploadId: uploadId)
+                                           claimedType: metadata["filetype"], ownerId: record.userId, uploadId: uploadId,
+                                           contentSHA256: contentSHA256)
             try await uploads.setFile(uploadId: uploadId, fileId: file.id)
         } catch let error as APIError where error.code == "forbidden_type" {
             try await uploads.reject(uploadId: uploadId, code: error.code)
@@ -138,11 +144,11 @@ struct UploadCompletion: Sendable {
     /// a type the policy forbids is deleted and refused (`forbidden_type`), and a client's
     /// `claimedType` that disagrees with it is kept in the attachment's `claimedMimeType`.
     func storeFile(at path: String, filename: String, claimedType: String? = nil, ownerId: Int64,
-                   uploadId: String?) async throws -> StoredFile {
+                   uploadId: String?, contentSHA256: String? = nil) async throws -> StoredFile {
         let decoded = path + ".decoded.jpg"
         do {
             return try await storeProbed(at: path, filename: filename, claimedType: claimedType, ownerId: ownerId,
-                                         uploadId: uploadId, keepingDecodedPictureAt: decoded)
+                                         uploadId: uploadId, contentSHA256: contentSHA256, keepingDecodedPictureAt: decoded)
         } catch {
             try? await store.threadPool.runIfActive { _ = unlink(decoded) }
             throw error
@@ -150,10 +156,10 @@ struct UploadCompletion: Sendable {
     }
 
     private func storeProbed(at path: String, filename: String, claimedType: String?, ownerId: Int64, uploadId: String?,
-                             keepingDecodedPictureAt decoded: String) async throws -> StoredFile {
+                             contentSHA256: String?, keepingDecodedPictureAt decoded: String) async throws -> StoredFile {
         var eager = Self.eagerThumbnail
         eager.decodedPicturePath = decoded
-        var report = try await processor.probe(fileAt: path, filename: filename, thumbnail: eager)
+        var report = try await processor.probe(fileAt: path, filename: filename, thumbnail: eager, knownSHA256: contentSHA256)
         let sniffed = report.attachment.mimeType ?? "application/octet-stream"
         if policy.forbids(sniffed) {
             try? await store.threadPool.runIfActive { _ = unlink(path) }

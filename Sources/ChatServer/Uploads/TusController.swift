@@ -113,9 +113,22 @@ struct TusController: Sendable {
     }
 
     /// `GET`: what the upload became: 409 while bytes are missing, 202 while the pipeline
-    /// works, then 200 with the file id and its attachment.
+    /// works, then 200 with the file id and its attachment. With `?wait=N` (seconds, at most
+    /// 30) a 202 is held back until processing ends or N seconds pass.
     @Sendable func result(_ request: Request, context: AuthenticatedContext) async throws -> Response {
-        let record = try await ownedUpload(context)
+        let wait = try request.uri.queryParameters["wait"].map { value -> Int in
+            guard let seconds = Int(value), (0...Self.longestWait).contains(seconds) else {
+                throw APIError.badRequest("wait is a number of seconds, 0-\(Self.longestWait)")
+            }
+            return seconds
+        } ?? 0
+        var record = try await ownedUpload(context)
+        if wait > 0, record.completedAt != nil, record.rejection == nil, record.fileId == nil {
+            // Once: a wake-up means processing ended, whether or not it made a file (a failure
+            // stays 202 until the sweeper's retry), so the answer is whatever is there now.
+            await completion.waiters.next(record.id, timeout: .seconds(wait))
+            record = try await ownedUpload(context)
+        }
         guard record.completedAt != nil else {
             throw APIError(.conflict, code: "incomplete", "the upload is at \(record.offset) of \(record.length.map(String.init) ?? "?") bytes",
                            headers: [.uploadOffset: String(record.offset)])
@@ -130,6 +143,9 @@ struct TusController: Sendable {
         return try Self.json(["status": .string("ready"), "file_id": .string(file.id), "attachment": attachment,
                               "error": file.errorCode.map { .string($0) } ?? .null], status: .ok)
     }
+
+    /// The longest `?wait=` a status request may ask for.
+    static let longestWait = 30
 
     static func json(_ object: [String: JSONValue], status: HTTPResponse.Status) throws -> Response {
         let data = try JSONEncoder().encode(JSONValue.object(object))
@@ -226,6 +242,9 @@ struct TusController: Sendable {
             if durable { try await writer.sync() } else { try await writer.finish() }
             let offset = writer.offset
             let complete = record.length.map { offset == $0 } ?? false
+            // A chunk that was the whole upload has a verified checksum that is the content's
+            // hash when it is SHA-256: the pipeline need not read the file again for it.
+            let contentSHA256 = complete && record.offset == 0 ? checksum.flatMap { $0.0.isSHA256 ? $0.1.hexDigits : nil } : nil
             try await uploads.advance(id: record.id, to: offset, length: record.length, completedAt: complete ? Date() : nil)
             await writer.close()
             await writers.release(record.id, token)
@@ -235,7 +254,7 @@ struct TusController: Sendable {
                 // before then is picked up by the sweeper's pass over unprocessed uploads.
                 let completion = self.completion, logger = context.logger
                 Task {
-                    do { try await completion.process(uploadId: record.id) } catch {
+                    do { try await completion.process(uploadId: record.id, contentSHA256: contentSHA256) } catch {
                         logger.error("processing a completed upload failed", metadata: ["upload": "\(record.id)", "error": "\(error)"])
                     }
                 }
@@ -298,11 +317,7 @@ struct TusController: Sendable {
     }
 
     static func httpDate(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.string(from: date)
+        HTTPDateText.format(Int(date.timeIntervalSince1970.rounded(.down)))
     }
 }
 

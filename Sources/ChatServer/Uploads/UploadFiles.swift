@@ -229,6 +229,10 @@ enum ChunkChecksum {
         }
     }
 
+    var isSHA256: Bool {
+        if case .sha256 = self { true } else { false }
+    }
+
     func finalize() -> Data {
         switch self {
         case .sha1(let hasher): Data(hasher.finalize())
@@ -268,5 +272,13 @@ actor UploadWriters {
     func release(_ id: String, _ token: UUID) {
         stopping.remove(token)
         if holders[id] == token { holders[id] = nil }
+    }
+}
+
+extension Data {
+    /// Lowercase hexadecimal, as content hashes are written.
+    var hexDigits: String {
+        let digits = Array("0123456789abcdef".utf8)
+        return String(decoding: flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0F)]] }, as: UTF8.self)
     }
 }

@@ -5,6 +5,11 @@ import Foundation
 enum FileDigest {
     private static let bufferSize = 256 << 10
 
+    /// 64 lowercase hexadecimal digits, as `sha256Hex` writes them.
+    static func isSHA256Hex(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+
     static func sha256Hex(ofFileAt path: String) throws(MediaError) -> String {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
