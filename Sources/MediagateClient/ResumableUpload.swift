@@ -16,12 +16,12 @@ public struct UploadProgress: Sendable {
 public final class ResumableUpload {
     public struct Options: Sendable {
         public var chunkSize = 8 << 20
-        public var checksum: TusClient.Checksum = .sha1
+        public var checksum: TusClient.Checksum = .sha256
         public var retry = RetryPolicy()
         /// Times an upload may be started over because the server forgot it, before giving up.
         public var maxRestarts = 3
 
-        public init(chunkSize: Int = 8 << 20, checksum: TusClient.Checksum = .sha1, retry: RetryPolicy = RetryPolicy()) {
+        public init(chunkSize: Int = 8 << 20, checksum: TusClient.Checksum = .sha256, retry: RetryPolicy = RetryPolicy()) {
             self.chunkSize = chunkSize
             self.checksum = checksum
             self.retry = retry
