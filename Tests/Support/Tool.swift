@@ -39,7 +39,8 @@ public enum Tool {
         let errorReader = Thread { errorData.set(stderr.fileHandleForReading.readDataToEndOfFile()) }
         errorReader.start()
         let outData = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        // Not `waitUntilExit()`: off the main thread on Linux it spins a core until the exit.
+        while process.isRunning { usleep(1000) }
         while !errorData.isSet { usleep(1000) }
         return Output(
             status: process.terminationStatus,
