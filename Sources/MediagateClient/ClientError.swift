@@ -16,6 +16,8 @@ public enum ClientError: Error, CustomStringConvertible, Sendable {
     case gaveUp(attempts: Int, last: String)
     /// The server said something that breaks the protocol.
     case protocolViolation(String)
+    /// A local file (the one being sent, the credentials) could not be read or written.
+    case localFile(String)
     /// The caller stopped the transfer.
     case cancelled
 
@@ -40,6 +42,7 @@ public enum ClientError: Error, CustomStringConvertible, Sendable {
         case .loginRequired(let message): return message
         case .gaveUp(let attempts, let last): return "gave up after \(attempts) attempts: \(last)"
         case .protocolViolation(let message): return "protocol error: \(message)"
+        case .localFile(let message): return message
         case .cancelled: return "cancelled"
         }
     }

@@ -103,7 +103,7 @@ public enum AtomicFile {
     }
 
     static func posixError(_ what: String) -> ClientError {
-        .protocolViolation("\(what): \(String(cString: strerror(errno)))")
+        .localFile("\(what): \(String(cString: strerror(errno)))")
     }
 }
 

@@ -106,7 +106,7 @@ public final class ResumableUpload {
         while done < count {
             let got = pread(descriptor, buffer.baseAddress! + done, count - done, off_t(offset + done))
             if got < 0 && errno == EINTR { continue }
-            guard got > 0 else { throw ClientError.protocolViolation("the file shrank or could not be read while uploading") }
+            guard got > 0 else { throw ClientError.localFile("the file shrank or could not be read while uploading") }
             done += got
         }
         return done

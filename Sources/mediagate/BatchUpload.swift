@@ -43,6 +43,7 @@ struct BatchUpload: Sendable {
             }
             var code: String?
             if case .http(_, let serverCode, _) = error { code = serverCode }
+            if case .localFile = error { code = "unreadable" }
             reporter.failed(file, error: error.description, code: code)
         } catch let failure as UploadFailure {
             reporter.failed(file, error: failure.description, code: failure.code)

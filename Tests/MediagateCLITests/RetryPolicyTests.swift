@@ -47,4 +47,18 @@ struct RetryPolicyTests {
         try budget.pause(after: .http(status: 500, code: nil, message: ""))
         #expect(throws: ClientError.self) { try budget.pause(after: .http(status: 413, code: nil, message: "")) }
     }
+
+    @Test("a local file that cannot be read is a local-file failure, not retried and not blamed on the server")
+    func unreadableFile() throws {
+        let upload = ResumableUpload(client: TusClient(connection: APIConnection(server: "http://127.0.0.1:9", auth: nil)))
+        do {
+            _ = try upload.upload(path: "/nonexistent/mediagate-test-file", metadata: [:], resuming: nil)
+            Issue.record("uploading a missing file succeeded")
+        } catch let error as ClientError {
+            guard case .localFile(let message) = error else { Issue.record("\(error)"); return }
+            #expect(message.contains("cannot open /nonexistent/mediagate-test-file"))
+            #expect(!error.isRetryable)
+            #expect(!error.description.contains("protocol"))
+        }
+    }
 }
