@@ -87,7 +87,7 @@ struct MediaAnalysis {
     /// The MIME type from the bytes: libmagic, then a look inside ZIP containers for office
     /// documents that libmagic 5.44 misses.
     private func sniff(_ path: String, size: Int) throws(MediaError) -> String {
-        let magicType = try worker.magic().mimeType(ofFileAt: path)
+        let magicType = ExecutableGuess.checked(try worker.magic().mimeType(ofFileAt: path), ofFileAt: path)
         if ZipDocumentSniffer.ambiguousTypes.contains(magicType),
            let office = ZipDocumentSniffer.documentType(ofFileAt: path, size: size) {
             return office

@@ -84,6 +84,28 @@ struct SniffingTests {
         #expect(report.attachment.filename == "txt.exe")
     }
 
+    @Test("bytes libmagic only guesses are a DOS .COM program are unknown data; an MZ header is an executable")
+    func headerlessExecutable() async throws {
+        let processor = MediaProcessor(pool: MediaWorkerPool(threadCount: 1))
+        let folder = try Fixtures.temporaryDirectory("com-guess")
+        // A short jump, then noise: what ~1 random file in 130 looks like.
+        var bytes: [UInt8] = [0xEB, 0x1D, 0x07, 0x86, 0x6A, 0x9C, 0xC2, 0xD1]
+        var state: UInt64 = 12345
+        for _ in 0..<4088 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            bytes.append(UInt8(state >> 56))
+        }
+        let noise = folder.appendingPathComponent("noise.bin").path
+        try Data(bytes).write(to: URL(fileURLWithPath: noise))
+        #expect(try await Tool.exec("file", ["-b", "--mime-type", noise]).trimmed == "application/x-dosexec")
+        #expect(try await processor.probe(fileAt: noise).attachment.mimeType == "application/octet-stream")
+
+        let headed = folder.appendingPathComponent("program.exe").path
+        try Data("MZ".utf8 + [UInt8](repeating: 0, count: 200)).write(to: URL(fileURLWithPath: headed))
+        #expect(try await Tool.exec("file", ["-b", "--mime-type", headed]).trimmed == "application/x-dosexec")
+        #expect(try await processor.probe(fileAt: headed).attachment.mimeType == "application/x-dosexec")
+    }
+
     @Test("a SHA-256 the caller already computed is taken as given; anything not a SHA-256 is ignored")
     func knownDigest() async throws {
         let processor = MediaProcessor(pool: MediaWorkerPool(threadCount: 1))
