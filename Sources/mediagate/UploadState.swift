@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MediaPipeline
 import MediagateClient
 
 /// Which file is which, across runs: its absolute path, size, modification time and a hash of
@@ -160,8 +161,4 @@ struct UploadFailure: Error, CustomStringConvertible {
         self.description = description
         self.code = code
     }
-}
-
-extension Digest {
-    var hexString: String { map { String(format: "%02x", $0) }.joined() }
 }

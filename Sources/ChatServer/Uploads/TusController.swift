@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import MediaPipeline
 import NIOCore
 
 /// tus 1.0 resumable uploads at `/api/uploads/`: core protocol plus the creation,
@@ -244,7 +245,7 @@ struct TusController: Sendable {
             let complete = record.length.map { offset == $0 } ?? false
             // A chunk that was the whole upload has a verified checksum that is the content's
             // hash when it is SHA-256: the pipeline need not read the file again for it.
-            let contentSHA256 = complete && record.offset == 0 ? checksum.flatMap { $0.0.isSHA256 ? $0.1.hexDigits : nil } : nil
+            let contentSHA256 = complete && record.offset == 0 ? checksum.flatMap { $0.0.isSHA256 ? $0.1.hexString : nil } : nil
             try await uploads.advance(id: record.id, to: offset, length: record.length, completedAt: complete ? Date() : nil)
             await writer.close()
             await writers.release(record.id, token)

@@ -274,11 +274,3 @@ actor UploadWriters {
         if holders[id] == token { holders[id] = nil }
     }
 }
-
-extension Data {
-    /// Lowercase hexadecimal, as content hashes are written.
-    var hexDigits: String {
-        let digits = Array("0123456789abcdef".utf8)
-        return String(decoding: flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0F)]] }, as: UTF8.self)
-    }
-}

@@ -69,11 +69,7 @@ public struct Thumbnail: Sendable, Hashable {
     }
 }
 
-/// The outcome of analysing one file.
-///
-/// A file the pipeline cannot fully decode still has its MIME type, size, SHA-256 and
-/// category in ``attachment``; ``error`` then says what went wrong.
-/// How much of a file ``MediaProcessor/probe(fileAt:filename:thumbnail:depth:)`` reads.
+/// How much of a file ``MediaProcessor/probe(fileAt:filename:thumbnail:depth:knownSHA256:)`` reads.
 public enum ProbeDepth: Sendable {
     /// Everything: SHA-256, decoding for the placeholder (and thumbnail), corruption found.
     case full
@@ -82,6 +78,10 @@ public enum ProbeDepth: Sendable {
     case headers
 }
 
+/// The outcome of analysing one file.
+///
+/// A file the pipeline cannot fully decode still has its MIME type, size, SHA-256 and
+/// category in ``attachment``; ``error`` then says what went wrong.
 public struct MediaReport: Sendable {
     public var attachment: Attachment
     /// Present when a thumbnail was asked for and could be made.

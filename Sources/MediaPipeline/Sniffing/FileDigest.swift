@@ -33,7 +33,9 @@ enum FileDigest {
 }
 
 extension Sequence<UInt8> {
-    var hexString: String {
+    /// Lowercase hexadecimal, as the pipeline writes content hashes (`Attachment.sha256`).
+    /// Public so that the server and the client write digests the same way.
+    public var hexString: String {
         let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8]()
         out.reserveCapacity(64)
