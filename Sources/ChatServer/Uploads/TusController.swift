@@ -216,7 +216,20 @@ struct TusController: Sendable {
             limit = min(limit, record.offset + room)
         }
         let token = await writers.acquire(record.id)
-        let writer = try await files.openForAppend(record.id, at: record.offset)
+        // Read again as the upload's writer: a request taken over may have stored a new offset
+        // since this one read it, and opening at the old one would cut those bytes away.
+        let current = try? await uploads.upload(id: record.id)
+        guard let current, current.offset == record.offset else {
+            await writers.release(record.id, token)
+            var headers: HTTPFields = [.tusResumable: Self.version]
+            if let current { headers[.uploadOffset] = String(current.offset) }
+            throw APIError(.conflict, code: "offset_mismatch", "the upload moved on while this request waited for it", headers: headers)
+        }
+        let writer: UploadFileWriter
+        do { writer = try await files.openForAppend(record.id, at: record.offset) } catch {
+            await writers.release(record.id, token)
+            throw error
+        }
         do {
             for try await chunk in request.body {
                 // Checked before a batch is written, so a writer that was taken over stops
@@ -225,8 +238,9 @@ struct TusController: Sendable {
                    await !writers.isCurrent(record.id, token) {
                     throw APIError.conflict("another request took this upload over")
                 }
+                // The bytes past the stored offset are cut off when the upload is next opened;
+                // truncating here could cut a newer writer's bytes instead.
                 guard writer.end + Int64(chunk.readableBytes) <= limit else {
-                    try await writer.truncate(to: record.offset)
                     if record.length == nil, limit < maxSize { throw policy.quotaExceeded }
                     throw APIError.tooLarge("the body runs past Upload-Length (\(limit) bytes)")
                 }
@@ -234,12 +248,11 @@ struct TusController: Sendable {
                 checksum?.0.update(chunk)
             }
             if let (algorithm, expected) = checksum, algorithm.finalize() != expected {
-                try await writer.truncate(to: record.offset)
                 throw APIError(HTTPResponse.Status(code: 460, reasonPhrase: "Checksum Mismatch"), code: "checksum_mismatch",
                                "the chunk's checksum does not match; it was discarded",
                                headers: [.uploadOffset: String(record.offset), .tusResumable: Self.version])
             }
-            guard await writers.isCurrent(record.id, token) else { throw APIError.conflict("another request took this upload over") }
+            guard await writers.beginCommit(record.id, token) else { throw APIError.conflict("another request took this upload over") }
             if durable { try await writer.sync() } else { try await writer.finish() }
             let offset = writer.offset
             let complete = record.length.map { offset == $0 } ?? false

@@ -123,18 +123,6 @@ final class UploadFileWriter: @unchecked Sendable {
         }
     }
 
-    /// Drops what this request wrote (a chunk whose checksum did not match).
-    func truncate(to length: Int64) async throws {
-        pending.removeAll()
-        pendingBytes = 0
-        try? await drain()
-        let descriptor = self.descriptor
-        try await threadPool.runIfActive {
-            guard ftruncate(descriptor, off_t(length)) == 0 else { throw UploadFileError.system("truncate", errno) }
-        }
-        offset = length
-    }
-
     func close() async {
         guard !isClosed else { return }
         try? await drain() // never close under a write still running
@@ -244,14 +232,25 @@ enum ChunkChecksum {
 
 /// One writer per upload. A new PATCH takes the upload over from a previous request whose
 /// connection may have died silently, instead of answering 423 until that request times out.
+///
+/// A writer that has passed ``beginCommit(_:_:)`` (its bytes are all in and checked; it is
+/// syncing them and storing the new offset) is never overtaken: the next writer waits for
+/// the commit to end, then reads the offset it stored. Without that, a client that gave up on
+/// a slow acknowledgement and resent the chunk could have its new request cut the file back
+/// to the old offset just after the old request stored the new one, and a later failure of
+/// the new request left a hole of zeros under an acknowledged offset (seen through a proxy
+/// that cuts connections: one 512 KiB chunk of zeros in a 3 MiB file).
 actor UploadWriters {
     private var holders: [String: UUID] = [:]
     /// Writers that were taken over and have not yet stopped.
     private var stopping = Set<UUID>()
+    /// The writer of each upload that is committing, if one is.
+    private var committing: [String: UUID] = [:]
 
     /// Makes the caller the upload's writer. A previous writer is told (``isCurrent`` turns
     /// false) and given up to half a second to stop between two chunks; one stuck reading a
-    /// dead socket never writes again, because it checks before every write.
+    /// dead socket never writes again, because it checks before every write. A previous writer
+    /// that is committing is waited for until it is done, however long its sync takes.
     func acquire(_ id: String) async -> UUID {
         let token = UUID()
         if let previous = holders[id] {
@@ -264,13 +263,25 @@ actor UploadWriters {
         } else {
             holders[id] = token
         }
+        while committing[id] != nil {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
         return token
     }
 
     func isCurrent(_ id: String, _ token: UUID) -> Bool { holders[id] == token }
 
+    /// Whether `token` is still the upload's writer; if so, nobody takes the upload over until
+    /// it calls ``release(_:_:)``.
+    func beginCommit(_ id: String, _ token: UUID) -> Bool {
+        guard holders[id] == token else { return false }
+        committing[id] = token
+        return true
+    }
+
     func release(_ id: String, _ token: UUID) {
         stopping.remove(token)
+        if committing[id] == token { committing[id] = nil }
         if holders[id] == token { holders[id] = nil }
     }
 }
