@@ -191,7 +191,7 @@ struct CachedThumbnailTests {
                 s.sendall(request(signed, 'If-None-Match: "other"\\r\\n')); answers.append(response())
                 print(json.dumps(answers))
                 """
-            let output = try await Tool.exec("python3", ["-c", script, String(port), signed])
+            let output = try await Tool.run("python3", ["-c", script, String(port), signed])
             let answers = try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [[String: Any]])
             try #require(answers.count == 4)
             let headers = answers.map { $0["headers"] as? [String: String] ?? [:] }

@@ -89,7 +89,7 @@ struct FileServingTests {
 
     @Test("a message carries the file; members fetch it, signed URLs work without a token, forged or expired ones are 403")
     func attachmentsAndSignedURLs() async throws {
-        let app = try await buildApplication(try testConfiguration { $0.signedURLSeconds = 2 })
+        let app = try await buildApplication(try testConfiguration { $0.signedURLSeconds = 5 })
         try await app.test(.router) { client in
             let alice = try await client.register("alice")
             let bob = try await client.register("bob")
@@ -118,17 +118,20 @@ struct FileServingTests {
             #expect(signed.contains("sig=") && signed.contains("exp="))
             #expect((attachment["thumbnailUrl"] as? String)?.contains("sig=") == true)
 
-            #expect(try await Self.get(client, "/api/files/\(id)", token: bob.access).status == .ok)
-            #expect(try await Self.get(client, "/api/files/\(id)", token: mallory.access).status == .notFound)
+            // First, while the 5 s signature is surely fresh (other tests share the machine).
             let anonymous = try await Self.get(client, signed)
             #expect(anonymous.status == .ok)
             #expect(Data(buffer: anonymous.body) == photo)
+            #expect(try await Self.get(client, "/api/files/\(id)", token: bob.access).status == .ok)
+            #expect(try await Self.get(client, "/api/files/\(id)", token: mallory.access).status == .notFound)
             let tampered = signed.replacingOccurrences(of: "exp=", with: "exp=9")
             #expect(try await Self.get(client, tampered).status == .forbidden)
             // Another id (a different first character), same signature: not valid for it.
             let otherFile = signed.replacingOccurrences(of: id, with: (id.first == "x" ? "y" : "x") + id.dropFirst())
             #expect(try await Self.get(client, otherFile).status != .ok)
-            try await Task.sleep(for: .milliseconds(3100))
+            // Past the expiry the URL carries (whole seconds), then refused.
+            let expiry = try #require(URLComponents(string: signed)?.queryItems?.first { $0.name == "exp" }?.value.flatMap(Double.init))
+            try await Task.sleep(for: .seconds(max(0, expiry - Date().timeIntervalSince1970) + 1.1))
             #expect(try await Self.get(client, signed).status == .forbidden)
 
             // History signs afresh.

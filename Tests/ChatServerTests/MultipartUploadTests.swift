@@ -8,7 +8,7 @@ import Testing
 @Suite("multipart upload")
 struct MultipartUploadTests {
     static func curl(_ arguments: [String]) async throws -> (status: Int, body: [String: Any]) {
-        let output = try await Tool.exec("curl", ["-s", "-o", "-", "-w", "\n%{http_code}"] + arguments)
+        let output = try await Tool.run("curl", ["-s", "-o", "-", "-w", "\n%{http_code}"] + arguments)
         let lines = output.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         let body = lines.dropLast().joined(separator: "\n")
         return (Int(lines.last ?? "") ?? 0, (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:])
@@ -31,11 +31,11 @@ struct MultipartUploadTests {
             #expect(attachment["type"] as? String == "image")
             #expect(attachment["width"] as? Int == 300 && attachment["height"] as? Int == 400)
             let signed = try #require(ok.body["url"] as? String)
-            let fetched = try await Tool.exec("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)\(signed)"])
+            let fetched = try await Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)\(signed)"])
             #expect(fetched.stdout == "200")
 
             let big = try Fixtures.temporaryDirectory("multipart").appendingPathComponent("big.bin").path
-            _ = try await Tool.exec("sh", ["-c", "head -c 200000 /dev/urandom > '\(big)'"])
+            _ = try await Tool.run("sh", ["-c", "head -c 200000 /dev/urandom > '\(big)'"])
             #expect(try await Self.curl(auth + ["-F", "file=@\(big)", url]).status == 413)
             #expect(try await Self.curl(auth + ["-F", "other=@\(photo)", url]).status == 400)
             #expect(try await Self.curl(auth + ["-H", "Content-Type: application/json", "-d", "{}", url]).status == 415)
@@ -54,10 +54,10 @@ struct MultipartUploadTests {
             let port = try #require(client.port)
             let alice = try await client.register("alice")
             let file = try Fixtures.temporaryDirectory("expect").appendingPathComponent("two-mib.bin").path
-            _ = try await Tool.exec("sh", ["-c", "head -c 2000000 /dev/urandom > '\(file)'"])
+            _ = try await Tool.run("sh", ["-c", "head -c 2000000 /dev/urandom > '\(file)'"])
             // curl adds the header itself for bodies over 1 MiB; -v shows the interim answer.
             let answer = file + ".json"
-            let result = try await Tool.exec("curl", ["-sv", "-o", answer, "-H", "Authorization: Bearer \(alice.access)",
+            let result = try await Tool.run("curl", ["-sv", "-o", answer, "-H", "Authorization: Bearer \(alice.access)",
                                                       "-F", "file=@\(file)", "http://127.0.0.1:\(port)/api/upload-file"])
             #expect(result.stderr.contains("> Expect: 100-continue"))
             #expect(result.stderr.contains("< HTTP/1.1 100 Continue"))
@@ -65,7 +65,7 @@ struct MultipartUploadTests {
             #expect(result.stderr.contains("< HTTP/1.1 201"))
             let body = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: answer))) as? [String: Any])
             let stored = (body["attachment"] as? [String: Any])?["sha256"] as? String
-            #expect(stored == String(try await Tool.exec("sha256sum", [file]).stdout.prefix(64)))
+            #expect(stored == String(try await Tool.run("sha256sum", [file]).stdout.prefix(64)))
         }
     }
 }

@@ -15,8 +15,8 @@ struct ThumbnailServiceTests {
     static func size(of body: ByteBuffer) async throws -> (Int, Int) {
         let url = try Fixtures.temporaryDirectory("thumb").appendingPathComponent("t")
         try Data(buffer: body).write(to: url)
-        let width = try await Tool.exec("vipsheader", ["-f", "width", url.path]).trimmed
-        let height = try await Tool.exec("vipsheader", ["-f", "height", url.path]).trimmed
+        let width = try await Tool.run("vipsheader", ["-f", "width", url.path]).trimmed
+        let height = try await Tool.run("vipsheader", ["-f", "height", url.path]).trimmed
         return (Int(width) ?? 0, Int(height) ?? 0)
     }
 
@@ -102,7 +102,7 @@ struct ThumbnailServiceTests {
         let app = Application(router: ChatRouters(services: services).http)
         // Noise does not compress, so each decode takes long enough for requests to pile up.
         let photo = try Fixtures.temporaryDirectory("overload").appendingPathComponent("noise.jpg").path
-        _ = try await Tool.exec("vips", ["gaussnoise", photo + "[Q=90]", "3000", "2000"])
+        _ = try await Tool.run("vips", ["gaussnoise", photo + "[Q=90]", "3000", "2000"])
         try await app.test(.router) { client in
             let alice = try await client.register("alice")
             let id = try await FileServingTests.upload(client, token: alice.access, bytes: try Data(contentsOf: URL(fileURLWithPath: photo)), name: "n.jpg")
@@ -137,7 +137,7 @@ struct ThumbnailServiceTests {
         let configuration = try testConfiguration()
         let app = try await buildApplication(configuration)
         let big = try Fixtures.temporaryDirectory("decoded").appendingPathComponent("big.jpg").path
-        _ = try await Tool.exec("vips", ["resize", Fixtures.media("photo-exif-orientation-6.jpg"), big + "[Q=90]", "10"])
+        _ = try await Tool.run("vips", ["resize", Fixtures.media("photo-exif-orientation-6.jpg"), big + "[Q=90]", "10"])
         try await app.test(.router) { client in
             let alice = try await client.register("alice")
             let bytes = try Data(contentsOf: URL(fileURLWithPath: big))
@@ -145,7 +145,7 @@ struct ThumbnailServiceTests {
             let sha = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
             // 4000x3000 decoded at 1/8 for the eager 320 px thumbnail: 375x500 upright, kept.
             let decoded = configuration.dataDirectory + "/decoded/\(sha).jpg"
-            #expect(try await Tool.exec("vipsheader", ["-f", "width", decoded]).trimmed == "375")
+            #expect(try await Tool.run("vipsheader", ["-f", "width", decoded]).trimmed == "375")
             #expect(try FileManager.default.contentsOfDirectory(atPath: configuration.dataDirectory + "/uploads").isEmpty)
 
             // With the original gone, sizes the decoded picture covers still work; 640 px needs the original.

@@ -24,7 +24,7 @@ struct WebSocketTests {
             #expect(typing["sender"] as? String == "alice")
             #expect(typing["room_id"] as? Int == room)
             // Nobody sent typing_stop: it expires by itself.
-            let stopped = try await bobSocket.inbox.next("typing_stop", timeout: .seconds(4))
+            let stopped = try await bobSocket.inbox.next("typing_stop")
             #expect(stopped["sender"] as? String == "alice")
 
             try await aliceSocket.send(["type": "message", "content": "hi bob", "client_id": "c-1"])
@@ -92,7 +92,7 @@ struct WebSocketTests {
             for key in ["url", "thumbnailUrl"] {
                 let url = try #require(attachment[key] as? String)
                 #expect(url.contains("sig="))
-                let fetched = try await Tool.exec("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)\(url)"])
+                let fetched = try await Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)\(url)"])
                 #expect(fetched.stdout == "200", "\(key)")
             }
             #expect(received["file_url"] as? String == attachment["url"] as? String)

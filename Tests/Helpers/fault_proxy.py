@@ -1,14 +1,15 @@
 """A TCP proxy that breaks connections on purpose, for the upload client's tests.
 
     fault_proxy.py LISTEN_PORT TARGET_PORT STATS_FILE [--seed N] [--cut P] [--stall P]
-                   [--stall-seconds S] [--rate BYTES_PER_SECOND]
+                   [--stall-seconds S] [--rate BYTES_PER_SECOND] [--stall-at BYTES]
 
 Each accepted connection, in order, draws its fate from a seeded random generator: with
 probability --cut it is cut (both sides closed abruptly) after a random 64 KiB-3 MiB sent
 upstream; with probability --stall it goes silent after that much for --stall-seconds, then is
 closed; otherwise it is left alone. The first connection is always cut, the second always
 stalls (when those probabilities are above zero), so every run has both. --rate slows the
-upstream direction. STATS_FILE gets {"connections", "cuts", "stalls", "upstream_bytes"} as JSON,
+upstream direction. --stall-at stalls, once, whichever connection carries the proxy's total
+upstream past BYTES (a sure mid-transfer pause, whatever the timing). STATS_FILE gets {"connections", "cuts", "stalls", "upstream_bytes"} as JSON,
 rewritten as they change. Prints "ready" once listening. Stops on SIGTERM.
 """
 import argparse
@@ -28,10 +29,13 @@ def save(path):
     os.replace(temporary, path)
 
 
-async def pipe(reader, writer, limit=None, on_bytes=None, rate=None):
-    """Copies until EOF, or until `limit` bytes have gone; returns True when the limit was hit."""
+async def pipe(reader, writer, limit=None, on_bytes=None, rate=None, stop=None):
+    """Copies until EOF, or until `limit` bytes have gone or `stop()` says so; returns True when
+    it stopped for either."""
     sent = 0
     while True:
+        if stop and stop():
+            return True
         size = 65536 if limit is None else min(65536, limit - sent)
         if size <= 0:
             return True
@@ -58,8 +62,16 @@ async def main():
     parser.add_argument("--stall", type=float, default=0.0)
     parser.add_argument("--stall-seconds", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=0.0)
+    parser.add_argument("--stall-at", type=int, default=0)
     options = parser.parse_args()
     fates = random.Random(options.seed)
+    stall_at = {"pending": options.stall_at > 0}
+
+    def reached_stall_point():
+        if stall_at["pending"] and stats["upstream_bytes"] >= options.stall_at:
+            stall_at["pending"] = False
+            return True
+        return False
 
     def count(n):
         stats["upstream_bytes"] += n
@@ -87,7 +99,10 @@ async def main():
         downstream = asyncio.ensure_future(pipe(server_reader, client_writer))
         try:
             limit = None if fate == "none" else after
-            hit = await pipe(client_reader, server_writer, limit, count, options.rate or None)
+            stop = reached_stall_point if fate == "none" else None
+            hit = await pipe(client_reader, server_writer, limit, count, options.rate or None, stop)
+            if hit and fate == "none":
+                fate = "stall"
             if hit and fate == "stall":
                 stats["stalls"] += 1
                 save(options.stats)
@@ -113,6 +128,8 @@ async def main():
         os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    # Started from a thread of the Swift test runner, which blocks SIGTERM: the mask is inherited.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
     print("ready", flush=True)
     async with server:
         await server.serve_forever()

@@ -72,8 +72,8 @@ struct HostileInputTests {
     func svgExternalReference() async throws {
         let folder = try Fixtures.temporaryDirectory("svg")
         // A red picture next to the SVG, referenced both relatively and by absolute URL.
-        try Tool.run("vips", ["black", folder.appendingPathComponent("red.v").path, "50", "50", "--bands", "3"])
-        try Tool.run("vips", ["linear", folder.appendingPathComponent("red.v").path, folder.appendingPathComponent("red.png").path,
+        try await Tool.run("vips", ["black", folder.appendingPathComponent("red.v").path, "50", "50", "--bands", "3"])
+        try await Tool.run("vips", ["linear", folder.appendingPathComponent("red.v").path, folder.appendingPathComponent("red.png").path,
                               "1 1 1", "255 0 0", "--uchar"])
         let redPath = folder.appendingPathComponent("red.png").path
         let svg = """
@@ -89,7 +89,7 @@ struct HostileInputTests {
         let out = folder.appendingPathComponent("out.png")
         try thumbnail.data.write(to: out)
         for x in [25, 75] {
-            let pixel = try Tool.text("vips", ["getpoint", out.path, "\(x)", "50"]).split(separator: " ").compactMap { Double($0) }
+            let pixel = try await Tool.text("vips", ["getpoint", out.path, "\(x)", "50"]).split(separator: " ").compactMap { Double($0) }
             #expect(pixel[1] > 200 && pixel[2] > 200, "the referenced red picture was loaded at x=\(x): \(pixel)")
         }
     }
@@ -148,8 +148,8 @@ struct HostileInputTests {
         let folder = try Fixtures.temporaryDirectory("slow")
         let big = folder.appendingPathComponent("big.png").path
         // A large PNG has no shrink-on-load: every row is inflated and filtered.
-        try Tool.text("vips", ["gaussnoise", folder.appendingPathComponent("n.v").path, "4000", "3000"])
-        try Tool.text("vips", ["colourspace", folder.appendingPathComponent("n.v").path, big, "srgb"])
+        try await Tool.text("vips", ["gaussnoise", folder.appendingPathComponent("n.v").path, "4000", "3000"])
+        try await Tool.text("vips", ["colourspace", folder.appendingPathComponent("n.v").path, big, "srgb"])
         let quick = MediaProcessor(limits: MediaLimits(timeLimit: .milliseconds(1)), pool: MediaWorkerPool(threadCount: 1))
         let report = try await quick.probe(fileAt: big)
         #expect(report.error?.code == .timedOut, "\(String(describing: report.error))")
@@ -171,7 +171,7 @@ struct HostileInputTests {
     func unsupportedImage(format: (String, String)) async throws {
         let folder = try Fixtures.temporaryDirectory("unsupported")
         let path = folder.appendingPathComponent("picture.\(format.0)").path
-        try Tool.text("vips", ["copy", Fixtures.media("progressive.jpg"), path])
+        try await Tool.text("vips", ["copy", Fixtures.media("progressive.jpg"), path])
         let report = try await Self.probe(path)
         #expect(report.error?.code == .unsupported)
         #expect(report.attachment.mimeType == format.1)
@@ -247,13 +247,13 @@ struct HostileCoverArtTests {
         let png = folder.appendingPathComponent("claim.png").path
         let mp3 = folder.appendingPathComponent("bomb-cover.mp3").path
         // A PNG header claiming 15000×15000 (225 MP: inside FFmpeg's own limit, far past ours).
-        try Tool.text("python3", ["-c", """
+        try await Tool.text("python3", ["-c", """
             import struct, sys, zlib
             def chunk(k, d): return struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d) & 0xffffffff)
             open(sys.argv[1], "wb").write(b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 15000, 15000, 8, 2, 0, 0, 0))
                 + chunk(b"IDAT", zlib.compress(b"\\x00" * 1024)) + chunk(b"IEND", b""))
             """, png])
-        try Tool.text("ffmpeg", ["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=duration=1", "-i", png,
+        try await Tool.text("ffmpeg", ["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=duration=1", "-i", png,
                                  "-map", "0", "-map", "1", "-c:a", "libmp3lame", "-c:v", "copy", "-id3v2_version", "3", mp3])
         let processor = MediaProcessor(pool: MediaWorkerPool(threadCount: 1))
         let report = try await processor.probe(fileAt: mp3)

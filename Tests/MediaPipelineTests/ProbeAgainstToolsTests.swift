@@ -46,11 +46,11 @@ struct ProbeAgainstToolsTests {
         let attachment = report.attachment
         #expect(attachment.type == Self.expectedKinds[name])
         #expect(attachment.filename == name)
-        let fileSays = try Tool.text("file", ["--brief", "--mime-type", path])
+        let fileSays = try await Tool.text("file", ["--brief", "--mime-type", path])
         #expect(attachment.mimeType == (Self.betterMimeTypes[name] ?? fileSays))
         let bytes = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int
         #expect(attachment.size == bytes)
-        let sha = try Tool.text("sha256sum", [path]).split(separator: " ").first.map(String.init)
+        let sha = try await Tool.text("sha256sum", [path]).split(separator: " ").first.map(String.init)
         #expect(attachment.sha256 == sha)
         #expect(attachment.claimedMimeType == nil)
     }
@@ -63,10 +63,12 @@ struct ProbeAgainstToolsTests {
     func imageDimensions(name: String) async throws {
         let path = Fixtures.media(name)
         let report = try await Self.pipeline.probe(fileAt: path)
-        let width = try Int(Tool.text("vipsheader", ["-f", "width", path]))!
+        let width = try await Int(Tool.text("vipsheader", ["-f", "width", path]))!
         // Multi-frame images report one frame's height as page-height.
-        let height = try Int((try? Tool.text("vipsheader", ["-f", "page-height", path])) ?? Tool.text("vipsheader", ["-f", "height", path]))!
-        let orientation = Int((try? Tool.text("vipsheader", ["-f", "orientation", path])) ?? "1") ?? 1
+        var heightText = try? await Tool.text("vipsheader", ["-f", "page-height", path])
+        if heightText == nil { heightText = try await Tool.text("vipsheader", ["-f", "height", path]) }
+        let height = Int(heightText ?? "")!
+        let orientation = Int((try? await Tool.text("vipsheader", ["-f", "orientation", path])) ?? "1") ?? 1
         let turned = (5...8).contains(orientation)
         #expect(report.attachment.width == (turned ? height : width))
         #expect(report.attachment.height == (turned ? width : height))
@@ -86,7 +88,7 @@ struct ProbeAgainstToolsTests {
         let path = Fixtures.media(name)
         let report = try await Self.pipeline.probe(fileAt: path)
         // vipsheader leaves n-pages out for single-frame files.
-        let pages = Int((try? Tool.text("vipsheader", ["-f", "n-pages", path])) ?? "1")!
+        let pages = Int((try? await Tool.text("vipsheader", ["-f", "n-pages", path])) ?? "1")!
         #expect(report.attachment.frameCount == pages)
         #expect(report.attachment.animated == (pages > 1))
         #expect(name == "still.webp" || pages > 1)
@@ -96,7 +98,7 @@ struct ProbeAgainstToolsTests {
     func pdf() async throws {
         let path = Fixtures.media("three-pages.pdf")
         let report = try await Self.pipeline.probe(fileAt: path)
-        let info = try Tool.text("pdfinfo", [path])
+        let info = try await Tool.text("pdfinfo", [path])
         let pages = info.split(separator: "\n").first { $0.hasPrefix("Pages:") }?.split(separator: " ").last.flatMap { Int($0) }
         #expect(report.attachment.pageCount == pages)
         #expect(report.attachment.pageCount == 3)
@@ -112,7 +114,7 @@ struct ProbeAgainstToolsTests {
     func audioVideo(name: String) async throws {
         let path = Fixtures.media(name)
         let report = try await Self.pipeline.probe(fileAt: path)
-        let probe = try FFprobe(path: path)
+        let probe = try await FFprobe(path: path)
         let attachment = report.attachment
         let duration = try #require(attachment.duration)
         #expect(abs(duration - probe.duration) <= 0.05)
@@ -166,8 +168,8 @@ struct FFprobe {
     var video: Video?
     var audioCodec: String?
 
-    init(path: String) throws {
-        let text = try Tool.text("ffprobe", ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", path])
+    init(path: String) async throws {
+        let text = try await Tool.text("ffprobe", ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", path])
         let root = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         let format = try #require(root["format"] as? [String: Any])
         duration = Double(format["duration"] as? String ?? "") ?? -1

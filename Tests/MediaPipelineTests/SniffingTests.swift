@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import MediagateTestSupport
 @testable import MediaPipeline
 import Testing
@@ -17,10 +18,10 @@ struct SniffingTests {
     }
 
     @Test("a plain ZIP, a damaged ZIP and a non-ZIP are not documents")
-    func notOffice() throws {
+    func notOffice() async throws {
         let folder = try Fixtures.temporaryDirectory("zip")
         let plain = folder.appendingPathComponent("plain.zip").path
-        try Tool.text("python3", ["-c", "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1],'w'); z.writestr('a.txt','hi'); z.close()", plain])
+        try await Tool.text("python3", ["-c", "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1],'w'); z.writestr('a.txt','hi'); z.close()", plain])
         let plainSize = try FileManager.default.attributesOfItem(atPath: plain)[.size] as! Int
         #expect(ZipDocumentSniffer.documentType(ofFileAt: plain, size: plainSize) == nil)
 
@@ -97,12 +98,12 @@ struct SniffingTests {
         }
         let noise = folder.appendingPathComponent("noise.bin").path
         try Data(bytes).write(to: URL(fileURLWithPath: noise))
-        #expect(try await Tool.exec("file", ["-b", "--mime-type", noise]).trimmed == "application/x-dosexec")
+        #expect(try await Tool.run("file", ["-b", "--mime-type", noise]).trimmed == "application/x-dosexec")
         #expect(try await processor.probe(fileAt: noise).attachment.mimeType == "application/octet-stream")
 
         let headed = folder.appendingPathComponent("program.exe").path
         try Data("MZ".utf8 + [UInt8](repeating: 0, count: 200)).write(to: URL(fileURLWithPath: headed))
-        #expect(try await Tool.exec("file", ["-b", "--mime-type", headed]).trimmed == "application/x-dosexec")
+        #expect(try await Tool.run("file", ["-b", "--mime-type", headed]).trimmed == "application/x-dosexec")
         #expect(try await processor.probe(fileAt: headed).attachment.mimeType == "application/x-dosexec")
     }
 
@@ -111,7 +112,7 @@ struct SniffingTests {
         let processor = MediaProcessor(pool: MediaWorkerPool(threadCount: 1))
         let path = Fixtures.media("readme.txt")
         let computed = try #require(try await processor.probe(fileAt: path).attachment.sha256)
-        #expect(try await Tool.exec("sha256sum", [path]).stdout.hasPrefix(computed))
+        #expect(try await Tool.run("sha256sum", [path]).stdout.hasPrefix(computed))
         // The contract: the file is not hashed again, so a (deliberately wrong) digest comes back.
         let given = String(repeating: "ab", count: 32)
         #expect(try await processor.probe(fileAt: path, knownSHA256: given).attachment.sha256 == given)
@@ -137,7 +138,7 @@ struct BlurHashTests {
     }
 
     @Test("matches the reference Python implementation", arguments: [(4, 3), (3, 4), (1, 1), (9, 9)])
-    func matchesReference(components: (Int, Int)) throws {
+    func matchesReference(components: (Int, Int)) async throws {
         let (width, height) = (24, 16)
         let pixels = Self.pixels(width: width, height: height)
         let ours = try #require(BlurHash.encode(pixels: pixels, width: width, height: height,
@@ -145,7 +146,7 @@ struct BlurHashTests {
         let rows = (0..<height).map { y in (0..<width).map { x in Array(pixels[(3 * (y * width + x))..<(3 * (y * width + x) + 3)]) } }
         let json = String(decoding: try JSONSerialization.data(withJSONObject: rows), as: UTF8.self)
         let script = "import blurhash, json, sys; print(blurhash.encode(json.load(sys.stdin), \(components.0), \(components.1)))"
-        let reference = try Tool.run("python3", ["-c", script], input: Data(json.utf8))
+        let reference = try await Tool.run("python3", ["-c", script], input: Data(json.utf8))
         #expect(reference.status == 0, "python blurhash: \(reference.stderr)")
         #expect(ours == reference.trimmed)
         #expect(ours.count == 4 + 2 * components.0 * components.1 + 2 - 2)
@@ -164,17 +165,35 @@ struct WorkerPoolTests {
     func overload() async throws {
         let pool = MediaWorkerPool(threadCount: 1, maxQueuedJobs: 0)
         let gate = DispatchSemaphore(value: 0)
-        let blocker = Task { try await pool.run { _ in gate.wait() } }
-        // Let the blocker occupy the only thread.
-        try await Task.sleep(for: .milliseconds(100))
+        let running = Mutex(false)
+        // Opens the gate whatever happens below, so a failure cannot hang the run.
+        defer { gate.signal() }
+        let blocker = Task { try await pool.run { _ in running.withLock { $0 = true }; gate.wait() } }
+        // States, not sleeps: on a busy machine a task may start a second late.
+        try await eventually { running.withLock { $0 } }
         let queued = Task { try await pool.run { _ in 42 } }
-        try await Task.sleep(for: .milliseconds(100))
-        let error = await #expect(throws: MediaError.self) { try await pool.run { _ in 0 } }
+        try await eventually { pool.waitingJobCount == 1 }
+        let error = await #expect(throws: MediaError.self) {
+            // A bug that accepted this job would make it wait behind the gate: after 30 s the
+            // gate opens, the job runs, and the expectation fails instead of hanging the run.
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                group.addTask { try await pool.run { _ in 0 } }
+                group.addTask { try await Task.sleep(for: .seconds(30)); gate.signal(); return -1 }
+                defer { group.cancelAll() }
+                return try await group.next() ?? -1
+            }
+        }
         #expect(error?.code == .overloaded)
         gate.signal()
         try await blocker.value
         #expect(try await queued.value == 42)
         pool.shutdown()
+    }
+
+    /// Waits until `condition` holds, checking every 10 ms, for at most 30 s.
+    func eventually(_ condition: () -> Bool) async throws {
+        for _ in 0..<3000 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
+        try #require(condition())
     }
 
     @Test("work runs on the pool's own threads, not the caller's")

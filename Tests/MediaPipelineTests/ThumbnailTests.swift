@@ -23,8 +23,8 @@ struct ThumbnailTests {
     }
 
     /// The mean of each band at (x, y), read by `vips getpoint`.
-    static func pixel(_ path: String, _ x: Int, _ y: Int) throws -> [Double] {
-        try Tool.text("vips", ["getpoint", path, "\(x)", "\(y)"]).split(separator: " ").compactMap { Double($0) }
+    static func pixel(_ path: String, _ x: Int, _ y: Int) async throws -> [Double] {
+        try await Tool.text("vips", ["getpoint", path, "\(x)", "\(y)"]).split(separator: " ").compactMap { Double($0) }
     }
 
     @Test("fits the box, decodes with vipsheader, has no EXIF", arguments: pictured)
@@ -32,13 +32,13 @@ struct ThumbnailTests {
         let request = ThumbnailRequest(width: 96, height: 64, fit: .contain, format: .jpeg)
         let thumbnail = try await Self.processor.thumbnail(fileAt: Fixtures.media(name), request: request)
         let path = try Self.save(thumbnail)
-        let width = try Int(Tool.text("vipsheader", ["-f", "width", path]))!
-        let height = try Int(Tool.text("vipsheader", ["-f", "height", path]))!
+        let width = try await Int(Tool.text("vipsheader", ["-f", "width", path]))!
+        let height = try await Int(Tool.text("vipsheader", ["-f", "height", path]))!
         #expect(width == thumbnail.width && height == thumbnail.height)
         #expect(width <= 96 && height <= 64)
         #expect(width == 96 || height == 64, "a contained thumbnail touches two sides of its box")
-        #expect(try Tool.text("file", ["--brief", "--mime-type", path]) == "image/jpeg")
-        let exif = try Tool.text("exiftool", ["-s", "-s", "-s", "-EXIF:all", "-GPS:all", "-XMP:all", path])
+        #expect(try await Tool.text("file", ["--brief", "--mime-type", path]) == "image/jpeg")
+        let exif = try await Tool.text("exiftool", ["-s", "-s", "-s", "-EXIF:all", "-GPS:all", "-XMP:all", path])
         #expect(exif.isEmpty, "metadata left in the thumbnail of \(name): \(exif)")
     }
 
@@ -48,12 +48,12 @@ struct ThumbnailTests {
             fileAt: Fixtures.media("photo-exif-orientation-6.jpg"), request: ThumbnailRequest(width: 150, height: 200, format: .png))
         #expect(thumbnail.width == 150 && thumbnail.height == 200)
         let path = try Self.save(thumbnail)
-        let top = try Self.pixel(path, 100, 20)
-        let bottom = try Self.pixel(path, 100, 180)
+        let top = try await Self.pixel(path, 100, 20)
+        let bottom = try await Self.pixel(path, 100, 180)
         #expect(top[0] > 150 && top[2] < 100, "top should be red, is \(top)")
         #expect(bottom[2] > 150 && bottom[0] < 100, "bottom should be blue, is \(bottom)")
         // The grey gradient stripe is on the left edge when upright.
-        let left = try Self.pixel(path, 3, 190)
+        let left = try await Self.pixel(path, 3, 190)
         #expect(abs(left[0] - left[1]) < 20 && abs(left[1] - left[2]) < 20)
     }
 
@@ -61,27 +61,27 @@ struct ThumbnailTests {
     func largeOrientedPhoto() async throws {
         // The orientation-6 fixture blown up ten times: 4000x3000 stored, EXIF orientation kept.
         let big = try Fixtures.temporaryDirectory("big").appendingPathComponent("big.jpg").path
-        _ = try Tool.run("vips", ["resize", Fixtures.media("photo-exif-orientation-6.jpg"), big + "[Q=90]", "10"])
-        #expect(try Tool.text("vipsheader", ["-f", "width", big]) == "4000")
+        _ = try await Tool.run("vips", ["resize", Fixtures.media("photo-exif-orientation-6.jpg"), big + "[Q=90]", "10"])
+        #expect(try await Tool.text("vipsheader", ["-f", "width", big]) == "4000")
         let thumbnail = try await Self.processor.thumbnail(fileAt: big, request: ThumbnailRequest(width: 320, height: 320, format: .png))
         #expect(thumbnail.width == 240 && thumbnail.height == 320)
         let path = try Self.save(thumbnail)
-        let top = try Self.pixel(path, 160, 30), bottom = try Self.pixel(path, 160, 290)
+        let top = try await Self.pixel(path, 160, 30), bottom = try await Self.pixel(path, 160, 290)
         #expect(top[0] > 150 && top[2] < 100, "top should be red, is \(top)")
         #expect(bottom[2] > 150 && bottom[0] < 100, "bottom should be blue, is \(bottom)")
         // The same picture as libvips' own (more careful, twice as costly) thumbnail, within a few levels.
         let reference = try Fixtures.temporaryDirectory("big").appendingPathComponent("reference.png").path
-        _ = try Tool.run("vipsthumbnail", [big, "-s", "320x320", "-o", reference])
-        let difference = try Tool.text("vips", ["avg", try Self.absoluteDifference(path, reference)])
+        _ = try await Tool.run("vipsthumbnail", [big, "-s", "320x320", "-o", reference])
+        let difference = try await Tool.text("vips", ["avg", try Self.absoluteDifference(path, reference)])
         #expect(Double(difference)! < 4, "mean absolute difference from vipsthumbnail: \(difference)")
     }
 
     /// Writes |a - b| to a temporary file and returns its path.
-    static func absoluteDifference(_ a: String, _ b: String) throws -> String {
+    static func absoluteDifference(_ a: String, _ b: String) async throws -> String {
         let directory = try Fixtures.temporaryDirectory("diff")
         let difference = directory.appendingPathComponent("d.v").path, absolute = directory.appendingPathComponent("abs.v").path
-        _ = try Tool.run("vips", ["subtract", a, b, difference])
-        _ = try Tool.run("vips", ["abs", difference, absolute])
+        _ = try await Tool.run("vips", ["subtract", a, b, difference])
+        _ = try await Tool.run("vips", ["abs", difference, absolute])
         return absolute
     }
 
@@ -111,7 +111,7 @@ struct ThumbnailTests {
     func posterIsNotBlack() async throws {
         let thumbnail = try await Self.processor.thumbnail(
             fileAt: Fixtures.media("opens-black.mp4"), request: ThumbnailRequest(width: 160, height: 120))
-        let mean = try Double(Tool.text("vips", ["avg", Self.save(thumbnail)]))!
+        let mean = try await Double(Tool.text("vips", ["avg", Self.save(thumbnail)]))!
         #expect(mean > 40, "poster mean brightness \(mean)")
     }
 
@@ -134,8 +134,8 @@ struct ThumbnailTests {
         let thumbnail = try await Self.processor.thumbnail(
             fileAt: Fixtures.media("alpha.png"), request: ThumbnailRequest(width: 64, height: 64, format: format))
         let path = try Self.save(thumbnail)
-        #expect(try Tool.text("file", ["--brief", "--mime-type", path]) == format.mimeType)
-        #expect(try Tool.text("vipsheader", ["-f", "bands", path]) == "4")
+        #expect(try await Tool.text("file", ["--brief", "--mime-type", path]) == format.mimeType)
+        #expect(try await Tool.text("vipsheader", ["-f", "bands", path]) == "4")
     }
 
     @Test("an animated GIF's thumbnail is its first frame only")
@@ -144,7 +144,7 @@ struct ThumbnailTests {
             fileAt: Fixtures.media("animated.gif"), request: ThumbnailRequest(width: 160, height: 120, format: .webp))
         let path = try Self.save(thumbnail)
         #expect(thumbnail.height == 120)
-        #expect((try? Tool.text("vipsheader", ["-f", "n-pages", path])) ?? "1" == "1")
+        #expect((try? await Tool.text("vipsheader", ["-f", "n-pages", path])) ?? "1" == "1")
     }
 
     @Test("files without a picture answer no_thumbnail", arguments: ["tone.wav", "voice.opus", "readme.txt", "report.docx"])

@@ -23,7 +23,7 @@ final class LiveGateway: @unchecked Sendable {
         data = try Fixtures.temporaryDirectory(label).path
         home = (data as NSString).appendingPathComponent("home")
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
-        let added = try Tool.run(ExecutableTests.executable, ["user", "add", "alice", "--data-dir", data], input: Data("\(Self.password)\n".utf8))
+        let added = try Tool.runBlocking(ExecutableTests.executable, ["user", "add", "alice", "--data-dir", data], input: Data("\(Self.password)\n".utf8))
         guard added.status == 0 else { throw Tool.Failure(description: "user add: \(added.stderr)") }
         let configPath = (data as NSString).appendingPathComponent("config.json")
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
@@ -37,7 +37,7 @@ final class LiveGateway: @unchecked Sendable {
         server.standardError = FileHandle.nullDevice
         try server.run()
         for _ in 0..<100 {
-            if (try? ServeCommandTests.curl(["\(base)/healthz"]).status) == 200 { return }
+            if (try? ServeCommandTests.curlBlocking(["\(base)/healthz"]).status) == 200 { return }
             usleep(100_000)
         }
         stop()
@@ -45,7 +45,8 @@ final class LiveGateway: @unchecked Sendable {
     }
 
     /// SIGTERM to every process, SIGKILL to any still there after 5 s. Polls instead of
-    /// `waitUntilExit`, which spins a CPU on Linux when called off the main thread.
+    /// `waitUntilExit`, which spins a CPU on Linux when called off the main thread. Called from
+    /// `defer`, so it blocks its thread; it is short, as every process here ends on SIGTERM.
     func stop() {
         let all = helpers + [server]
         for process in all where process.isRunning { process.terminate() }
@@ -64,7 +65,7 @@ final class LiveGateway: @unchecked Sendable {
 
     /// Runs the `mediagate` client with this gateway's environment.
     func mediagate(_ arguments: [String], input: Data? = nil, environment extra: [String] = []) async throws -> Tool.Output {
-        try await Tool.exec("env", environment + extra + [ExecutableTests.executable] + arguments, input: input)
+        try await Tool.run("env", environment + extra + [ExecutableTests.executable] + arguments, input: input)
     }
 
     /// `mediagate login` as alice.
@@ -87,7 +88,7 @@ final class LiveGateway: @unchecked Sendable {
             let text = String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)
             arguments += ["-H", "Content-Type: application/json", "-d", text]
         }
-        let output = try await Tool.exec("curl", arguments + [base + path])
+        let output = try await Tool.run("curl", arguments + [base + path])
         let lines = output.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         let text = lines.dropLast().joined(separator: "\n")
         return (Int(lines.last ?? "") ?? 0, try? JSONSerialization.jsonObject(with: Data(text.utf8)))
@@ -95,7 +96,7 @@ final class LiveGateway: @unchecked Sendable {
 
     /// A fresh access token for alice, straight from the API.
     func token() async throws -> String {
-        let output = try await Tool.exec("curl", ["-s", "-H", "Content-Type: application/json", "-d",
+        let output = try await Tool.run("curl", ["-s", "-H", "Content-Type: application/json", "-d",
                                                   #"{"username":"alice","password":"\#(Self.password)"}"#, "\(base)/api/auth/login"])
         let body = try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any])
         return try #require(body["access_token"] as? String)
@@ -149,23 +150,15 @@ final class LiveGateway: @unchecked Sendable {
     }
 }
 
-/// Runs blocking work (waiting for processes, reading pipes, the blocking client library) on a
-/// thread of its own, so the tests running beside it keep Swift's few cooperative threads.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}
-
 /// A file of random bytes and its SHA-256.
-func randomFile(in directory: String, name: String, bytes: Int) throws -> (path: String, sha256: String) {
+func randomFile(in directory: String, name: String, bytes: Int) async throws -> (path: String, sha256: String) {
     let path = (directory as NSString).appendingPathComponent(name)
-    try Tool.text("sh", ["-c", "head -c \(bytes) /dev/urandom > '\(path)'"])
-    return (path, try sha256(of: path))
+    try await Tool.text("sh", ["-c", "head -c \(bytes) /dev/urandom > '\(path)'"])
+    return (path, try await sha256(of: path))
 }
 
-func sha256(of path: String) throws -> String {
-    String(try Tool.text("sha256sum", [path]).prefix(64))
+func sha256(of path: String) async throws -> String {
+    String(try await Tool.text("sha256sum", [path]).prefix(64))
 }
 
 /// The JSON lines `mediagate upload --json` printed.

@@ -22,8 +22,17 @@ struct ServeCommandTests {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    static func curl(_ arguments: [String]) throws -> (status: Int, body: [String: Any]) {
-        let output = try Tool.run("curl", ["-s", "-o", "-", "-w", "\n%{http_code}"] + arguments)
+    static func curl(_ arguments: [String]) async throws -> (status: Int, body: [String: Any]) {
+        parse(try await Tool.run("curl", ["-s", "-o", "-", "-w", "\n%{http_code}"] + arguments))
+    }
+
+    /// ``curl(_:)`` on the calling thread, for code on a thread of its own.
+    static func curlBlocking(_ arguments: [String]) throws -> (status: Int, body: [String: Any]) {
+        parse(try Tool.runBlocking("curl", ["-s", "-o", "-", "-w", "\n%{http_code}"] + arguments))
+    }
+
+    /// curl's output with `-w "\n%{http_code}"`: the status last, a JSON object before it.
+    private static func parse(_ output: Tool.Output) -> (status: Int, body: [String: Any]) {
         let lines = output.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         let status = Int(lines.last ?? "") ?? 0
         let body = lines.dropLast().joined(separator: "\n")
@@ -32,7 +41,7 @@ struct ServeCommandTests {
     }
 
     /// Starts the server and waits for /healthz.
-    static func startServer(dataDirectory: String, port: Int) throws -> Process {
+    static func startServer(dataDirectory: String, port: Int) async throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: ExecutableTests.executable)
         process.arguments = ["serve", "--port", "\(port)", "--data-dir", dataDirectory]
@@ -40,49 +49,49 @@ struct ServeCommandTests {
         process.standardError = FileHandle.nullDevice
         try process.run()
         for _ in 0..<100 {
-            if (try? curl(["http://127.0.0.1:\(port)/healthz"]).status) == 200 { return process }
-            usleep(100_000)
+            if (try? await curl(["http://127.0.0.1:\(port)/healthz"]).status) == 200 { return process }
+            try await Task.sleep(for: .milliseconds(100))
         }
         process.terminate()
         throw Tool.Failure(description: "the server did not answer /healthz")
     }
 
     @Test("user add, serve, log in, post; SIGTERM stops it cleanly and the message survives a restart")
-    func serveLifecycle() throws {
+    func serveLifecycle() async throws {
         let data = try Fixtures.temporaryDirectory("serve").path
-        let added = try Tool.run(ExecutableTests.executable, ["user", "add", "alice", "--data-dir", data], input: Data("a long password\n".utf8))
+        let added = try await Tool.run(ExecutableTests.executable, ["user", "add", "alice", "--data-dir", data], input: Data("a long password\n".utf8))
         #expect(added.status == 0, "\(added.stderr)")
         #expect(added.stdout.contains("created user alice"))
-        let again = try Tool.run(ExecutableTests.executable, ["user", "add", "alice", "--data-dir", data], input: Data("a long password\n".utf8))
+        let again = try await Tool.run(ExecutableTests.executable, ["user", "add", "alice", "--data-dir", data], input: Data("a long password\n".utf8))
         #expect(again.status != 0)
         #expect(again.stderr.contains("taken"))
-        let weak = try Tool.run(ExecutableTests.executable, ["user", "add", "bob", "--data-dir", data], input: Data("short\n".utf8))
+        let weak = try await Tool.run(ExecutableTests.executable, ["user", "add", "bob", "--data-dir", data], input: Data("short\n".utf8))
         #expect(weak.status != 0)
 
         let port = try Self.freePort()
-        let server = try Self.startServer(dataDirectory: data, port: port)
+        let server = try await Self.startServer(dataDirectory: data, port: port)
         let base = "http://127.0.0.1:\(port)"
-        let login = try Self.curl(["-H", "Content-Type: application/json", "-d", #"{"username":"alice","password":"a long password"}"#, "\(base)/api/auth/login"])
+        let login = try await Self.curl(["-H", "Content-Type: application/json", "-d", #"{"username":"alice","password":"a long password"}"#, "\(base)/api/auth/login"])
         #expect(login.status == 200)
         let token = try #require(login.body["access_token"] as? String)
-        let room = try Self.curl(["-H", "Content-Type: application/json", "-H", "Authorization: Bearer \(token)",
+        let room = try await Self.curl(["-H", "Content-Type: application/json", "-H", "Authorization: Bearer \(token)",
                                   "-d", #"{"name":"general"}"#, "\(base)/api/rooms"])
         #expect(room.status == 201)
         let roomId = try #require(room.body["id"] as? Int)
-        let posted = try Self.curl(["-H", "Content-Type: application/json", "-H", "Authorization: Bearer \(token)",
+        let posted = try await Self.curl(["-H", "Content-Type: application/json", "-H", "Authorization: Bearer \(token)",
                                     "-d", #"{"room_id":\#(roomId),"content":"before the restart"}"#, "\(base)/api/messages"])
         #expect(posted.status == 201)
 
         server.terminate() // SIGTERM
-        server.waitUntilExit()
+        await server.exited()
         #expect(server.terminationReason == .exit)
         #expect(server.terminationStatus == 0)
 
-        let restarted = try Self.startServer(dataDirectory: data, port: port)
-        defer { restarted.terminate(); restarted.waitUntilExit() }
-        let history = try Tool.run("curl", ["-s", "-H", "Authorization: Bearer \(token)", "\(base)/api/messages?room_id=\(roomId)"])
+        let restarted = try await Self.startServer(dataDirectory: data, port: port)
+        defer { if restarted.isRunning { restarted.terminate() } }
+        let history = try await Tool.run("curl", ["-s", "-H", "Authorization: Bearer \(token)", "\(base)/api/messages?room_id=\(roomId)"])
         #expect(history.stdout.contains("before the restart"))
-        let unauthorised = try Self.curl(["\(base)/api/rooms"])
+        let unauthorised = try await Self.curl(["\(base)/api/rooms"])
         #expect(unauthorised.status == 401)
         #expect((unauthorised.body["error"] as? [String: Any])?["code"] as? String == "unauthorized")
     }

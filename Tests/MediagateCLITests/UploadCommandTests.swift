@@ -31,7 +31,7 @@ struct UploadCommandTests {
         for name in names {
             let message = try #require(byName[name], "no message for \(name)")
             let attachment = try #require(message["attachment"] as? [String: Any])
-            #expect(attachment["sha256"] as? String == (try sha256(of: Fixtures.media(name))), "\(name)")
+            #expect(attachment["sha256"] as? String == (try await sha256(of: Fixtures.media(name))), "\(name)")
             #expect(attachment["filename"] as? String == name)
             #expect((attachment["url"] as? String)?.contains("sig=") == true)
             #expect(message["content"] as? String == name)
@@ -139,7 +139,7 @@ struct UploadCommandTests {
         #expect(damaged.stderr.contains("state file"))
 
         // A state file named without a directory lives in the working directory.
-        let relative = try await Tool.exec("sh", ["-c", "cd \"$0\" && exec \"$@\"", gateway.home, "env"] + gateway.environment
+        let relative = try await Tool.run("sh", ["-c", "cd \"$0\" && exec \"$@\"", gateway.home, "env"] + gateway.environment
                                            + [ExecutableTests.executable, "upload", file, "--server", gateway.base, "--room", String(room),
                                               "--state", "here.jsonl", "--json"])
         #expect(relative.status == 0, "\(relative.stderr)")
@@ -184,9 +184,9 @@ struct UploadCommandTests {
         var before = [String: String]()
         for name in names {
             try FileManager.default.copyItem(atPath: Fixtures.media(name), toPath: folder + "/" + name)
-            before[name] = try sha256(of: folder + "/" + name)
+            before[name] = try await sha256(of: folder + "/" + name)
         }
-        let probed = try #require(try ExecutableTests.lines(try await Tool.exec(ExecutableTests.executable, ["probe", "--json", folder + "/" + names[0]]).stdout).first)
+        let probed = try #require(try ExecutableTests.lines(try await Tool.run(ExecutableTests.executable, ["probe", "--json", folder + "/" + names[0]]).stdout).first)
         let original = try #require(probed["attachment"] as? [String: Any])
         let (width, height) = (try #require(original["width"] as? Int), try #require(original["height"] as? Int))
 
@@ -205,16 +205,16 @@ struct UploadCommandTests {
         #expect(abs(Double(newWidth) / Double(newHeight) - Double(width) / Double(height)) < 0.05)
         let stored = gateway.data + "/stored-photo.jpg"
         let url = try #require(photo["url"] as? String)
-        _ = try await Tool.exec("curl", ["-s", "-o", stored, gateway.base + url])
-        let tags = try await Tool.exec("exiftool", ["-s", "-GPSLatitude", "-Make", "-Orientation", stored])
+        _ = try await Tool.run("curl", ["-s", "-o", stored, gateway.base + url])
+        let tags = try await Tool.run("exiftool", ["-s", "-GPSLatitude", "-Make", "-Orientation", stored])
         #expect(tags.trimmed.isEmpty, "\(tags.stdout)")
-        #expect(try await Tool.exec("exiftool", ["-s", "-GPSLatitude", "-Make", folder + "/" + names[0]]).stdout.contains("GPSLatitude"))
+        #expect(try await Tool.run("exiftool", ["-s", "-GPSLatitude", "-Make", folder + "/" + names[0]]).stdout.contains("GPSLatitude"))
 
         // HEIC became JPEG, under a .jpg name; the animated GIF went up untouched.
         let heic = try #require(byName["iphone.jpg"])
         #expect(heic["mimeType"] as? String == "image/jpeg")
         #expect(byName["animated.gif"]?["sha256"] as? String == before["animated.gif"])
-        for name in names { #expect(try sha256(of: folder + "/" + name) == before[name], "\(name) was changed on disk") }
+        for name in names { #expect(try await sha256(of: folder + "/" + name) == before[name], "\(name) was changed on disk") }
         let prepared = gateway.home + "/state/mediagate/prepared"
         #expect((try? FileManager.default.contentsOfDirectory(atPath: prepared))?.isEmpty ?? true)
     }
@@ -227,12 +227,12 @@ struct UploadCommandTests {
         let token = try await gateway.token()
         let room = try await gateway.createRoom("tty", token: token)
         let folder = try Fixtures.temporaryDirectory("upload-tty-files").path
-        _ = try randomFile(in: folder, name: "big.bin", bytes: 24 << 20)
+        _ = try await randomFile(in: folder, name: "big.bin", bytes: 24 << 20)
         try FileManager.default.copyItem(atPath: Fixtures.media("alpha.png"), toPath: folder + "/alpha.png")
         // script(1) gives the client a pseudo-terminal as its standard output.
         let command = (gateway.environment + [ExecutableTests.executable, "upload", folder, "--server", gateway.base,
                                               "--room", String(room), "--chunk-size", "1MiB"]).joined(separator: " ")
-        let result = try await Tool.exec("script", ["-qec", "env " + command, "/dev/null"])
+        let result = try await Tool.run("script", ["-qec", "env " + command, "/dev/null"])
         #expect(result.status == 0, "\(result.stdout)")
         #expect(result.stdout.contains("✓ alpha.png"))
         #expect(result.stdout.contains("✓ big.bin"))

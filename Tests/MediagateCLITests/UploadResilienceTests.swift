@@ -17,11 +17,11 @@ struct UploadResilienceTests {
         let folder = try Fixtures.temporaryDirectory("upload-faults-files").path
         var expected = [String: String]()
         for index in 0..<4 {
-            let file = try randomFile(in: folder, name: "part-\(index).bin", bytes: (3 << 20) + index * 777_777)
+            let file = try await randomFile(in: folder, name: "part-\(index).bin", bytes: (3 << 20) + index * 777_777)
             expected["part-\(index).bin"] = file.sha256
         }
         try FileManager.default.copyItem(atPath: Fixtures.media("photo-exif-orientation-6.jpg"), toPath: folder + "/photo.jpg")
-        expected["photo.jpg"] = try sha256(of: Fixtures.media("photo-exif-orientation-6.jpg"))
+        expected["photo.jpg"] = try await sha256(of: Fixtures.media("photo-exif-orientation-6.jpg"))
 
         let result = try await gateway.mediagate(["upload", folder, "--server", proxy.url, "--token", token, "--room", String(room), "--json",
                                                   "--chunk-size", "512KiB", "--stall-timeout", "2", "--retries", "30"])
@@ -43,11 +43,15 @@ struct UploadResilienceTests {
         defer { gateway.stop() }
         let token = try await gateway.token()
         let room = try await gateway.createRoom("kill", token: token)
-        // Slowed to ~24 MiB/s so the kill lands mid-file.
-        let proxy = try await gateway.faultProxy(["--rate", String(24 << 20)])
+        // The proxy holds the transfer still once 12 MiB have gone through, so the kill lands
+        // mid-file however late this test gets to it (a rate limit alone once lost that race on
+        // a busy machine: the whole file was in before the kill). The client's stall timeout is
+        // longer than any such delay, so it does not move on through a new connection either.
+        let proxy = try await gateway.faultProxy(["--stall-at", String(12 << 20), "--stall-seconds", "300"])
         let folder = try Fixtures.temporaryDirectory("upload-kill-files").path
-        let file = try randomFile(in: folder, name: "big.bin", bytes: 40 << 20)
-        let arguments = ["upload", file.path, "--server", proxy.url, "--token", token, "--room", String(room), "--json", "--chunk-size", "1MiB"]
+        let file = try await randomFile(in: folder, name: "big.bin", bytes: 40 << 20)
+        let arguments = ["upload", file.path, "--server", proxy.url, "--token", token, "--room", String(room), "--json",
+                         "--chunk-size", "1MiB", "--stall-timeout", "120"]
 
         // Kill once the progress events say 8 MiB or more are in.
         let killed = try await offPool { () -> Bool in
@@ -73,7 +77,7 @@ struct UploadResilienceTests {
         #expect(killed)
         #expect(try await gateway.history(room: room, token: token).isEmpty)
         let sentBeforeKill = try proxy.stats()["upstream_bytes", default: 0]
-        #expect(sentBeforeKill > 8 << 20 && sentBeforeKill < 40 << 20)
+        #expect(sentBeforeKill >= 12 << 20 && sentBeforeKill < 14 << 20, "\(sentBeforeKill)")
 
         let rerun = try await gateway.mediagate(arguments)
         #expect(rerun.status == 0, "\(rerun.stderr)")
@@ -125,8 +129,8 @@ struct UploadResilienceTests {
         let auth = SessionAuth(server: gateway.base, tokens: Tokens(accessToken: token), store: nil)
 
         // tuspy sends 3 of 6 MiB; ours finishes from the server's offset.
-        let first = try randomFile(in: folder, name: "one.bin", bytes: 6 << 20)
-        let started = try await Tool.exec("python3", ["-c", Self.tuspy, endpoint, token, first.path, "", "3"])
+        let first = try await randomFile(in: folder, name: "one.bin", bytes: 6 << 20)
+        let started = try await Tool.run("python3", ["-c", Self.tuspy, endpoint, token, first.path, "", "3"])
         let parts = started.trimmed.split(separator: " ")
         let url = try #require(parts.first.map(String.init), "\(started.stderr)")
         #expect(parts.last == "\(3 << 20)")
@@ -143,7 +147,7 @@ struct UploadResilienceTests {
         #expect(try await Self.storedSHA256(gateway, uploadURL: url, token: token) == first.sha256)
 
         // Ours stops after 2 MiB; tuspy resumes the same URL and finishes.
-        let second = try randomFile(in: folder, name: "two.bin", bytes: 6 << 20)
+        let second = try await randomFile(in: folder, name: "two.bin", bytes: 6 << 20)
         let (created, stopped) = try await offPool { () -> (String?, Bool) in
             let ours = ResumableUpload(client: TusClient(connection: APIConnection(server: gateway.base, auth: auth)),
                                        options: .init(chunkSize: 1 << 20))
@@ -158,7 +162,7 @@ struct UploadResilienceTests {
         }
         #expect(stopped)
         let handedOver = try #require(created)
-        let resumed = try await Tool.exec("python3", ["-c", Self.tuspy, endpoint, token, second.path, handedOver, "0"])
+        let resumed = try await Tool.run("python3", ["-c", Self.tuspy, endpoint, token, second.path, handedOver, "0"])
         #expect(resumed.trimmed == "\(handedOver) \(6 << 20)", "\(resumed.stderr)")
         #expect(try await Self.storedSHA256(gateway, uploadURL: handedOver, token: token) == second.sha256)
     }
@@ -169,9 +173,9 @@ struct UploadResilienceTests {
         defer { gateway.stop() }
         let token = try await gateway.token()
         let folder = try Fixtures.temporaryDirectory("upload-forgotten-files").path
-        let file = try randomFile(in: folder, name: "f.bin", bytes: 3 << 20)
+        let file = try await randomFile(in: folder, name: "f.bin", bytes: 3 << 20)
         let auth = SessionAuth(server: gateway.base, tokens: Tokens(accessToken: token), store: nil)
-        let big = try randomFile(in: folder, name: "big.bin", bytes: 5 << 20)
+        let big = try await randomFile(in: folder, name: "big.bin", bytes: 5 << 20)
         let outcome = try await offPool { () -> (old: String, gone: Bool, created: [String], url: String, overLimit: Int?, badToken: Bool) in
             let tus = TusClient(connection: APIConnection(server: gateway.base, auth: auth))
             let old = try tus.create(length: 3 << 20, metadata: ["filename": "f.bin"])

@@ -14,11 +14,11 @@ public enum MeasuredProcess {
         public var seconds: Double
     }
 
-    public static func run(_ executable: String, _ arguments: [String]) throws -> Result {
+    public static func run(_ executable: String, _ arguments: [String]) async throws -> Result {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("measured-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: report) }
         let started = Date()
-        let output = try Tool.run("/usr/bin/time", ["-f", "%M", "-o", report, executable] + arguments)
+        let output = try await Tool.run("/usr/bin/time", ["-f", "%M", "-o", report, executable] + arguments)
         let seconds = Date().timeIntervalSince(started)
         // GNU time writes "Command exited with non-zero status N" before the figure when N != 0.
         let lines = try String(contentsOfFile: report, encoding: .utf8).split(separator: "\n")

@@ -19,9 +19,21 @@ public enum Tool {
         }
     }
 
-    /// Runs `executable` (looked up on PATH) with `arguments` and waits for it.
+    /// Runs `executable` (looked up on PATH) with `arguments` and waits for it, on a thread of
+    /// its own.
+    ///
+    /// Waiting for a process blocks its thread. Swift's cooperative pool has one thread per core
+    /// (two here), every test shares it, and the servers of the in-process tests answer on it: a
+    /// test that blocked a cooperative thread for a minute (a sync test waiting for a process)
+    /// once held up the rest for seconds, and their time limits failed. So async code waits here.
     @discardableResult
-    public static func run(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> Output {
+    public static func run(_ executable: String, _ arguments: [String], input: Data? = nil) async throws -> Output {
+        try await offPool { try runBlocking(executable, arguments, input: input) }
+    }
+
+    /// ``run(_:_:input:)`` on the calling thread: only for code already on a thread of its own.
+    @discardableResult
+    public static func runBlocking(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> Output {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [executable] + arguments
@@ -48,23 +60,10 @@ public enum Tool {
             stderr: String(decoding: errorData.value, as: UTF8.self))
     }
 
-    /// ``run(_:_:input:)`` on a thread of its own, for async code.
-    ///
-    /// Waiting for a process blocks its thread. Swift's cooperative pool has one thread per core,
-    /// and a server under test in the same process needs them: two tests blocking them at once
-    /// would stop the server, and with it the very processes they wait for.
-    public static func exec(_ executable: String, _ arguments: [String], input: Data? = nil) async throws -> Output {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread {
-                continuation.resume(with: Result { try run(executable, arguments, input: input) })
-            }.start()
-        }
-    }
-
     /// Runs a tool that must succeed and returns its trimmed standard output.
     @discardableResult
-    public static func text(_ executable: String, _ arguments: [String]) throws -> String {
-        let output = try run(executable, arguments)
+    public static func text(_ executable: String, _ arguments: [String]) async throws -> String {
+        let output = try await run(executable, arguments)
         guard output.status == 0 else {
             throw Failure(description: "\(executable) \(arguments.joined(separator: " ")) exited \(output.status): \(output.stderr)")
         }

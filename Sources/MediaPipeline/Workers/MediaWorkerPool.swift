@@ -92,6 +92,13 @@ public final class MediaWorkerPool: @unchecked Sendable {
         }
     }
 
+    /// Jobs accepted and not yet taken by a thread.
+    var waitingJobCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return jobs.count - jobsHead
+    }
+
     private func nextJob() -> Job? {
         condition.lock()
         defer { condition.unlock() }
