@@ -266,6 +266,7 @@ struct TusUploadTests {
         }
         try await Task.sleep(for: .milliseconds(900))
         #expect(!acquired.value.withLock { $0 }, "the second writer started while the first was committing")
+        #expect(!first.isRevoked) // its last batch is written during the commit
         #expect(await !writers.isCurrent("u", first))
         await writers.release("u", first) // the commit ends
         let secondToken = await second.value
@@ -279,6 +280,30 @@ struct TusUploadTests {
         #expect(await writers.beginCommit("u", third))
         await writers.release("u", third)
         #expect(await writers.beginCommit("u", await writers.acquire("u"))) // nothing left waiting
+    }
+
+    @Test("a writer taken over never writes again, not even a batch it had queued")
+    func takenOverWriterStops() async throws {
+        let files = try UploadFiles(dataDirectory: Fixtures.temporaryDirectory("lease").path)
+        try await files.create("u")
+        let writers = UploadWriters()
+        let old = await writers.acquire("u")
+        let oldWriter = try await files.openForAppend("u", at: 0, lease: old)
+        try await oldWriter.append(ByteBuffer(repeating: 1, count: UploadFileWriter.batchSize))
+        try await oldWriter.finish()
+
+        let new = await writers.acquire("u") // the old request is still open: it is revoked
+        #expect(old.isRevoked && !new.isRevoked)
+        await #expect(throws: UploadFileError.self) {
+            try await oldWriter.append(ByteBuffer(repeating: 2, count: UploadFileWriter.batchSize))
+            try await oldWriter.finish()
+        }
+        await oldWriter.close()
+        let stored = try Data(contentsOf: URL(fileURLWithPath: files.path("u")))
+        #expect(stored.count == UploadFileWriter.batchSize && stored.allSatisfy { $0 == 1 })
+        await writers.release("u", old) // a late release of the old lease frees nothing
+        #expect(await writers.isCurrent("u", new))
+        await writers.release("u", new)
     }
 
     @Test("a completed upload goes through the pipeline: sniffed type, displayed size, one blob per content")

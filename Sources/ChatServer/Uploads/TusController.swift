@@ -188,10 +188,10 @@ struct TusController: Sendable {
     @Sendable func terminate(_ request: Request, context: AuthenticatedContext) async throws -> Response {
         try Self.checkVersion(request)
         let record = try await ownedUpload(context)
-        let token = await writers.acquire(record.id) // stop anyone still writing
+        let lease = await writers.acquire(record.id) // stop anyone still writing
         try await uploads.delete(id: record.id)
         try await files.remove(record.id)
-        await writers.release(record.id, token)
+        await writers.release(record.id, lease)
         return Response(status: .noContent, headers: [.tusResumable: Self.version])
     }
 
@@ -215,19 +215,19 @@ struct TusController: Sendable {
         if record.length == nil, let room = try await policy.remaining(for: context.user.id, in: uploads) {
             limit = min(limit, record.offset + room)
         }
-        let token = await writers.acquire(record.id)
+        let lease = await writers.acquire(record.id)
         // Read again as the upload's writer: a request taken over may have stored a new offset
         // since this one read it, and opening at the old one would cut those bytes away.
         let current = try? await uploads.upload(id: record.id)
         guard let current, current.offset == record.offset else {
-            await writers.release(record.id, token)
+            await writers.release(record.id, lease)
             var headers: HTTPFields = [.tusResumable: Self.version]
             if let current { headers[.uploadOffset] = String(current.offset) }
             throw APIError(.conflict, code: "offset_mismatch", "the upload moved on while this request waited for it", headers: headers)
         }
         let writer: UploadFileWriter
-        do { writer = try await files.openForAppend(record.id, at: record.offset) } catch {
-            await writers.release(record.id, token)
+        do { writer = try await files.openForAppend(record.id, at: record.offset, lease: lease) } catch {
+            await writers.release(record.id, lease)
             throw error
         }
         do {
@@ -235,7 +235,7 @@ struct TusController: Sendable {
                 // Checked before a batch is written, so a writer that was taken over stops
                 // within a MiB; checking every socket read cost an actor hop per 64 KiB.
                 if writer.fillsBatch(adding: chunk.readableBytes),
-                   await !writers.isCurrent(record.id, token) {
+                   await !writers.isCurrent(record.id, lease) {
                     throw APIError.conflict("another request took this upload over")
                 }
                 // The bytes past the stored offset are cut off when the upload is next opened;
@@ -252,7 +252,7 @@ struct TusController: Sendable {
                                "the chunk's checksum does not match; it was discarded",
                                headers: [.uploadOffset: String(record.offset), .tusResumable: Self.version])
             }
-            guard await writers.beginCommit(record.id, token) else { throw APIError.conflict("another request took this upload over") }
+            guard await writers.beginCommit(record.id, lease) else { throw APIError.conflict("another request took this upload over") }
             if durable { try await writer.sync() } else { try await writer.finish() }
             let offset = writer.offset
             let complete = record.length.map { offset == $0 } ?? false
@@ -261,7 +261,7 @@ struct TusController: Sendable {
             let contentSHA256 = complete && record.offset == 0 ? checksum.flatMap { $0.0.isSHA256 ? $0.1.hexString : nil } : nil
             try await uploads.advance(id: record.id, to: offset, length: record.length, completedAt: complete ? Date() : nil)
             await writer.close()
-            await writers.release(record.id, token)
+            await writers.release(record.id, lease)
             if complete {
                 context.logger.info("upload complete", metadata: ["upload": "\(record.id)", "bytes": "\(offset)"])
                 // The pipeline runs off the request: GET answers 202 until it is done. A crash
@@ -278,7 +278,8 @@ struct TusController: Sendable {
             // A dropped connection keeps what was synced earlier; this request's bytes past the
             // stored offset are cut off by the next PATCH.
             await writer.close()
-            await writers.release(record.id, token)
+            await writers.release(record.id, lease)
+            if case UploadFileError.takenOver = error { throw APIError.conflict("another request took this upload over") }
             throw error
         }
     }

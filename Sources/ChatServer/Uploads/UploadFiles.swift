@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// The bytes of uploads in progress, one file each under `uploads/` in the data directory.
 ///
@@ -34,7 +35,10 @@ struct UploadFiles: Sendable {
 
     /// Opens the upload's file for writing at `offset`, first cutting away anything past it
     /// (bytes of an interrupted request that were never acknowledged).
-    func openForAppend(_ id: String, at offset: Int64) async throws -> UploadFileWriter {
+    ///
+    /// With a `lease`, every write checks it on the thread that makes it, just before the
+    /// system call: a writer that was taken over never writes again, even with a batch queued.
+    func openForAppend(_ id: String, at offset: Int64, lease: WriterLease? = nil) async throws -> UploadFileWriter {
         let path = path(id)
         let descriptor = try await threadPool.runIfActive { () throws -> Int32 in
             let descriptor = open(path, O_WRONLY | O_CLOEXEC)
@@ -46,16 +50,19 @@ struct UploadFiles: Sendable {
             }
             return descriptor
         }
-        return UploadFileWriter(descriptor: descriptor, offset: offset, threadPool: threadPool)
+        return UploadFileWriter(descriptor: descriptor, offset: offset, threadPool: threadPool, lease: lease)
     }
 }
 
 enum UploadFileError: Error, CustomStringConvertible {
     case system(String, Int32)
+    /// Another request took the upload over; this writer's bytes were not written.
+    case takenOver
 
     var description: String {
         switch self {
         case .system(let call, let code): "\(call): \(String(cString: strerror(code)))"
+        case .takenOver: "another request took this upload over"
         }
     }
 }
@@ -83,11 +90,13 @@ final class UploadFileWriter: @unchecked Sendable {
     private var pendingBytes = 0
     private var inFlight: EventLoopFuture<Void>?
     private var isClosed = false
+    private let lease: WriterLease?
 
-    init(descriptor: Int32, offset: Int64, threadPool: NIOThreadPool) {
+    init(descriptor: Int32, offset: Int64, threadPool: NIOThreadPool, lease: WriterLease? = nil) {
         self.descriptor = descriptor
         self.offset = offset
         self.threadPool = threadPool
+        self.lease = lease
     }
 
     deinit {
@@ -140,11 +149,12 @@ final class UploadFileWriter: @unchecked Sendable {
     private func startWrite() async throws {
         guard pendingBytes > 0 else { return }
         try await drain()
-        let batch = pending, start = offset, descriptor = self.descriptor
+        let batch = pending, start = offset, descriptor = self.descriptor, lease = self.lease
         offset += Int64(pendingBytes)
         pending = []
         pendingBytes = 0
         inFlight = threadPool.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.any()) {
+            if lease?.isRevoked == true { throw UploadFileError.takenOver }
             try Self.write(batch, to: descriptor, at: start)
         }
     }
@@ -241,47 +251,60 @@ enum ChunkChecksum {
 /// the new request left a hole of zeros under an acknowledged offset (seen through a proxy
 /// that cuts connections: one 512 KiB chunk of zeros in a 3 MiB file).
 actor UploadWriters {
-    private var holders: [String: UUID] = [:]
+    private var holders: [String: WriterLease] = [:]
     /// Writers that were taken over and have not yet stopped.
-    private var stopping = Set<UUID>()
+    private var stopping = Set<ObjectIdentifier>()
     /// The writer of each upload that is committing, if one is.
-    private var committing: [String: UUID] = [:]
+    private var committing: [String: WriterLease] = [:]
 
-    /// Makes the caller the upload's writer. A previous writer is told (``isCurrent`` turns
-    /// false) and given up to half a second to stop between two chunks; one stuck reading a
-    /// dead socket never writes again, because it checks before every write. A previous writer
-    /// that is committing is waited for until it is done, however long its sync takes.
-    func acquire(_ id: String) async -> UUID {
-        let token = UUID()
+    /// Makes the caller the upload's writer. A previous writer's lease is revoked at once (its
+    /// queued writes are dropped, ``isCurrent`` turns false) and it is given up to half a second
+    /// to stop; one stuck reading a dead socket never writes again. A previous writer that is
+    /// committing is waited for until it is done, however long its sync takes.
+    func acquire(_ id: String) async -> WriterLease {
+        let lease = WriterLease()
         if let previous = holders[id] {
-            stopping.insert(previous)
-            holders[id] = token
-            for _ in 0..<20 where stopping.contains(previous) {
+            let key = ObjectIdentifier(previous)
+            stopping.insert(key)
+            holders[id] = lease
+            if committing[id] !== previous { previous.revoke() }
+            for _ in 0..<20 where stopping.contains(key) {
                 try? await Task.sleep(for: .milliseconds(25))
             }
-            stopping.remove(previous)
+            stopping.remove(key)
         } else {
-            holders[id] = token
+            holders[id] = lease
         }
         while committing[id] != nil {
             try? await Task.sleep(for: .milliseconds(5))
         }
-        return token
+        return lease
     }
 
-    func isCurrent(_ id: String, _ token: UUID) -> Bool { holders[id] == token }
+    func isCurrent(_ id: String, _ lease: WriterLease) -> Bool { holders[id] === lease }
 
-    /// Whether `token` is still the upload's writer; if so, nobody takes the upload over until
+    /// Whether `lease` is still the upload's writer; if so, nobody takes the upload over until
     /// it calls ``release(_:_:)``.
-    func beginCommit(_ id: String, _ token: UUID) -> Bool {
-        guard holders[id] == token else { return false }
-        committing[id] = token
+    func beginCommit(_ id: String, _ lease: WriterLease) -> Bool {
+        guard holders[id] === lease else { return false }
+        committing[id] = lease
         return true
     }
 
-    func release(_ id: String, _ token: UUID) {
-        stopping.remove(token)
-        if committing[id] == token { committing[id] = nil }
-        if holders[id] == token { holders[id] = nil }
+    func release(_ id: String, _ lease: WriterLease) {
+        stopping.remove(ObjectIdentifier(lease))
+        if committing[id] === lease { committing[id] = nil }
+        if holders[id] === lease { holders[id] = nil }
     }
+}
+
+/// One request's right to write an upload's bytes, revoked when another request takes the
+/// upload over. Checked by the writing thread right before each write, so a batch that was
+/// already queued when the upload changed hands is dropped, not written over the new writer's.
+final class WriterLease: Sendable {
+    private let revoked = Atomic<Bool>(false)
+
+    var isRevoked: Bool { revoked.load(ordering: .acquiring) }
+
+    func revoke() { revoked.store(true, ordering: .releasing) }
 }
