@@ -35,7 +35,7 @@ struct MultipartUploadTests {
             #expect(fetched.stdout == "200")
 
             let big = try Fixtures.temporaryDirectory("multipart").appendingPathComponent("big.bin").path
-            _ = try await Tool.run("sh", ["-c", "head -c 200000 /dev/urandom > '\(big)'"])
+            try await Fixtures.writeRandomBytes(200_000, to: big)
             #expect(try await Self.curl(auth + ["-F", "file=@\(big)", url]).status == 413)
             #expect(try await Self.curl(auth + ["-F", "other=@\(photo)", url]).status == 400)
             #expect(try await Self.curl(auth + ["-H", "Content-Type: application/json", "-d", "{}", url]).status == 415)
@@ -54,7 +54,7 @@ struct MultipartUploadTests {
             let port = try #require(client.port)
             let alice = try await client.register("alice")
             let file = try Fixtures.temporaryDirectory("expect").appendingPathComponent("two-mib.bin").path
-            _ = try await Tool.run("sh", ["-c", "head -c 2000000 /dev/urandom > '\(file)'"])
+            try await Fixtures.writeRandomBytes(2_000_000, to: file)
             // curl adds the header itself for bodies over 1 MiB; -v shows the interim answer.
             let answer = file + ".json"
             let result = try await Tool.run("curl", ["-sv", "-o", answer, "-H", "Authorization: Bearer \(alice.access)",

@@ -422,7 +422,7 @@ struct TuspyTests {
         let app = try await buildApplication(configuration)
         let folder = try Fixtures.temporaryDirectory("tuspy")
         let source = folder.appendingPathComponent("big.bin")
-        _ = try await Tool.run("sh", ["-c", "head -c \(50 << 20) /dev/urandom > '\(source.path)'"])
+        try await Fixtures.writeRandomBytes(50 << 20, to: source.path)
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let alice = try await client.register("alice")

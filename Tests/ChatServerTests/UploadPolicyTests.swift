@@ -129,7 +129,7 @@ struct UploadPolicyTests {
 
             // The refused 151 KB did not count: 150,000 bytes of noise fit, then four 10 KB photos, not five.
             let noise = try Fixtures.temporaryDirectory("policy").appendingPathComponent("noise.bin").path
-            _ = try await Tool.run("sh", ["-c", "head -c 150000 /dev/urandom > '\(noise)'"])
+            try await Fixtures.writeRandomBytes(150_000, to: noise)
             #expect(try await MultipartUploadTests.curl(auth + ["-F", "file=@\(noise)", url]).status == 201)
             let photo = Fixtures.media("photo-exif-orientation-6.jpg") // 10,426 bytes
             for _ in 0..<4 {

@@ -153,7 +153,7 @@ final class LiveGateway: @unchecked Sendable {
 /// A file of random bytes and its SHA-256.
 func randomFile(in directory: String, name: String, bytes: Int) async throws -> (path: String, sha256: String) {
     let path = (directory as NSString).appendingPathComponent(name)
-    try await Tool.text("sh", ["-c", "head -c \(bytes) /dev/urandom > '\(path)'"])
+    try await Fixtures.writeRandomBytes(bytes, to: path)
     return (path, try await sha256(of: path))
 }
 

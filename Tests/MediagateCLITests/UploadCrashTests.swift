@@ -26,7 +26,7 @@ struct UploadCrashTests {
     func killAndResume() async throws {
         let data = try Fixtures.temporaryDirectory("crash").path
         let source = (data as NSString).appendingPathComponent("source.bin")
-        try await Tool.text("sh", ["-c", "head -c \(64 << 20) /dev/urandom > '\(source)'"])
+        try await Fixtures.writeRandomBytes(64 << 20, to: source)
         let added = try await Tool.run(ExecutableTests.executable, ["user", "add", "alice", "--data-dir", data], input: Data("a long password\n".utf8))
         #expect(added.status == 0)
         let port = try ServeCommandTests.freePort()

@@ -30,4 +30,9 @@ public enum Fixtures {
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
+
+    /// Writes `count` random bytes to `path` (incompressible, CRs anywhere, no type to sniff).
+    public static func writeRandomBytes(_ count: Int, to path: String) async throws {
+        try await Tool.text("sh", ["-c", "head -c \(count) /dev/urandom > '\(path)'"])
+    }
 }
