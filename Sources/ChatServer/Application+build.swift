@@ -14,6 +14,9 @@ public struct ChatServices: Sendable {
     let refreshTokens: any RefreshTokenRepository
     let rooms: any RoomRepository
     let messages: any MessageRepository
+    let reactions: any ReactionRepository
+    /// Who is connected where; the token service closes a login's sockets through it.
+    let hub: ChatHub
     let tokens: TokenService
     let passwords: Passwords
     let uploads: any UploadRepository
@@ -38,9 +41,13 @@ public struct ChatServices: Sendable {
         refreshTokens = SQLiteRefreshTokenRepository(pool: database.pool)
         rooms = SQLiteRoomRepository(pool: database.pool)
         messages = SQLiteMessageRepository(pool: database.pool)
+        reactions = SQLiteReactionRepository(pool: database.pool)
+        let hub = ChatHub(typingTimeout: .seconds(configuration.typingTimeoutSeconds))
+        self.hub = hub
         tokens = try await TokenService.make(directory: configuration.dataDirectory, users: users,
-                                             refreshTokens: refreshTokens, configuration: configuration)
-        passwords = Passwords(cost: UInt8(configuration.passwordHashCost))
+                                             refreshTokens: refreshTokens, configuration: configuration,
+                                             sessionEnded: { await hub.endSession($0) })
+        passwords = try await Passwords.make(cost: UInt8(configuration.passwordHashCost))
         uploads = SQLiteUploadRepository(pool: database.pool)
         uploadFiles = try UploadFiles(dataDirectory: configuration.dataDirectory)
         fileStore = try FileStore(pool: database.pool, dataDirectory: configuration.dataDirectory)
@@ -86,7 +93,9 @@ public struct ChatRouters {
     /// Wires controllers to routes. Tests read the result to check the documented API.
     public init(services: ChatServices) {
         let configuration = services.configuration
-        let hub = ChatHub(typingTimeout: .seconds(configuration.typingTimeoutSeconds))
+        let hub = services.hub
+        let access = RoomAccess(rooms: services.rooms)
+        let reactionService = ReactionService(rooms: services.rooms, messages: services.messages, reactions: services.reactions, hub: hub)
         let messageService = MessageService(rooms: services.rooms, messages: services.messages, hub: hub,
                                             files: services.fileStore, signer: services.urlSigner,
                                             maxMessageLength: configuration.maxMessageLength)
@@ -99,7 +108,7 @@ public struct ChatRouters {
         // They take no bodies, so they are added before the JSON body check (a route gets the
         // middleware added before it): one layer less on the hottest path.
         router.addRoutes(FileController(store: services.fileStore, tokens: services.tokens, signer: services.urlSigner,
-                                        thumbnails: services.thumbnails).endpoints,
+                                        thumbnails: services.thumbnails, capabilityURLs: configuration.capabilityURLs).endpoints,
                          atPath: "/api/files")
         router.add(middleware: JSONBodyMiddleware())
 
@@ -116,7 +125,8 @@ public struct ChatRouters {
             .add(middleware: AccessTokenMiddleware(tokens: services.tokens))
             .group(context: AuthenticatedContext.self)
         api.addRoutes(auth.authenticatedEndpoints, atPath: "auth")
-        api.addRoutes(RoomController(rooms: services.rooms, users: services.users, hub: hub, signer: services.urlSigner).endpoints, atPath: "rooms")
+        api.addRoutes(RoomController(rooms: services.rooms, users: services.users, access: access, hub: hub,
+                                     signer: services.urlSigner).endpoints, atPath: "rooms")
         let tus = TusController(uploads: services.uploads, files: services.uploadFiles, writers: UploadWriters(),
                                 completion: services.completion, store: services.fileStore,
                                 rooms: services.rooms, policy: services.policy, maxSize: configuration.maxUploadBytes,
@@ -127,12 +137,14 @@ public struct ChatRouters {
                                                 completion: services.completion, policy: services.policy,
                                                 signer: services.urlSigner, maxBytes: configuration.maxMultipartBytes).endpoints,
                       atPath: "upload-file")
-        api.addRoutes(MessageController(rooms: services.rooms, messages: services.messages, service: messageService,
-                                        maxPage: configuration.maxHistoryPage).endpoints, atPath: "messages")
+        api.addRoutes(MessageController(access: access, messages: services.messages, reactions: services.reactions,
+                                        service: messageService, maxPage: configuration.maxHistoryPage).endpoints, atPath: "messages")
+        api.addRoutes(ReactionController(service: reactionService).endpoints, atPath: "reactions")
 
         let socketRouter = Router(context: ChatRequestContext.self)
         socketRouter.add(middleware: JSONErrorMiddleware())
-        ChatSocket(tokens: services.tokens, rooms: services.rooms, service: messageService, hub: hub,
+        ChatSocket(tokens: services.tokens, rooms: services.rooms, access: access, service: messageService,
+                   reactions: reactionService, hub: hub,
                    maxQueuedFrames: configuration.maxQueuedFramesPerSocket).addRoutes(to: socketRouter)
         http = router
         webSocket = socketRouter

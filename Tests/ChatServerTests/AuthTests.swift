@@ -19,12 +19,22 @@ struct AuthTests {
             #expect(registered.object["token_type"] as? String == "bearer")
             #expect(registered.object["expires_in"] as? Int == 900)
             #expect((registered.object["user"] as? [String: Any])?["username"] as? String == "alice")
+            #expect((registered.object["user"] as? [String: Any])?["id"] as? String == "1", "ids are strings, as the seed app decodes them")
+
+            // The seed app's sign-up answers 200 with the same body; its login is case-exact.
+            let signup = try await client.call(.post, "/api/auth/signup", json: ["username": "Bert", "password": "correct horse"])
+            #expect(signup.status == .ok && signup.object["access_token"] is String)
+            #expect(try await client.call(.post, "/api/auth/signup", json: ["username": "bert", "password": "correct horse"]).status == .conflict)
+            #expect(try await client.call(.post, "/api/auth/login", json: ["username": "bert", "password": "correct horse"]).status == .unauthorized)
+            #expect(try await client.call(.post, "/api/auth/login", json: ["username": "Bert", "password": "correct horse"]).status == .ok)
 
             let login = try await client.call(.post, "/api/auth/login", json: ["username": "alice", "password": "correct horse"])
             #expect(login.status == .ok)
             let access = try #require(login.object["access_token"] as? String)
             let refresh = try #require(login.object["refresh_token"] as? String)
             #expect(try await client.call(.get, "/api/rooms", token: access).status == .ok)
+            let me = try await client.call(.get, "/api/auth/me", token: access)
+            #expect(me.object["id"] as? String == "1" && me.object["username"] as? String == "alice")
 
             let refreshed = try await client.call(.post, "/api/auth/refresh", json: ["refresh_token": refresh])
             #expect(refreshed.status == .ok)
@@ -40,14 +50,20 @@ struct AuthTests {
         }
     }
 
-    @Test("a spent refresh token presented again revokes its whole family")
+    @Test("a spent refresh token presented again within the grace window gets the same successor, later it revokes its whole family")
     func reuseRevokesFamily() async throws {
-        let app = try await buildApplication(try testConfiguration())
+        // A window wide enough for a loaded machine to replay inside it, short enough to wait out.
+        let app = try await buildApplication(try testConfiguration { $0.refreshReuseGraceSeconds = 8 })
         try await app.test(.router) { client in
             let first = try await client.register("bob").refresh
             let second = try await client.call(.post, "/api/auth/refresh", json: ["refresh_token": first])
             let secondToken = try #require(second.object["refresh_token"] as? String)
-            // The stolen copy of `first` comes back.
+            // A parallel refresh with the same token, inside the grace window: the same successor.
+            let parallel = try await client.call(.post, "/api/auth/refresh", json: ["refresh_token": first])
+            #expect(parallel.status == .ok)
+            #expect(parallel.object["refresh_token"] as? String == secondToken)
+            try await Task.sleep(for: .seconds(9))
+            // The stolen copy of `first` comes back after the window.
             let replay = try await client.call(.post, "/api/auth/refresh", json: ["refresh_token": first])
             #expect(replay.status == .unauthorized)
             let message = (replay.object["error"] as? [String: Any])?["message"] as? String

@@ -53,13 +53,14 @@ extension TestClientProtocol {
         let response = try await call(.post, "/api/auth/register", json: ["username": name, "password": password])
         #expect(response.status == .created, "register \(name): \(response.object)")
         let user = response.object["user"] as? [String: Any]
-        return (response.object["access_token"] as? String ?? "", response.object["refresh_token"] as? String ?? "", user?["id"] as? Int ?? 0)
+        return (response.object["access_token"] as? String ?? "", response.object["refresh_token"] as? String ?? "",
+                (user?["id"] as? String).flatMap { Int($0) } ?? 0)
     }
 
     /// Creates a room as `token`'s user and returns its id.
     func createRoom(_ name: String, token: String, isPrivate: Bool = false, members: [String] = []) async throws -> Int {
         let response = try await call(.post, "/api/rooms", token: token, json: ["name": name, "is_private": isPrivate, "members": members])
-        #expect(response.status == .created)
+        #expect(response.status == .ok)
         return response.object["id"] as? Int ?? 0
     }
 }
@@ -167,8 +168,18 @@ final class TestSocket: Sendable {
         return try await task.value
     }
 
-    /// Waits for the server to close the connection, returning its close frame.
-    func waitForClose() async throws -> WebSocketCloseFrame? {
-        try await task.value
+    /// Waits for the server to close the connection, returning its close frame; throws after
+    /// `timeout` (a test must fail, not hang the run).
+    func waitForClose(timeout: Duration = .seconds(20)) async throws -> WebSocketCloseFrame? {
+        let task = self.task
+        return try await withThrowingTaskGroup(of: WebSocketCloseFrame?.self) { group in
+            group.addTask { try await task.value }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw TimeoutError(description: "the server did not close the socket within \(timeout)")
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
     }
 }

@@ -29,7 +29,7 @@ struct ConfigurationAndHubTests {
 
     @Test("a socket that stops reading is dropped once its queue is full, not buffered without bound")
     func slowConsumer() async throws {
-        let connection = ChatConnection(user: User(id: 1, username: "slow"), roomId: 1, maxQueuedFrames: 16)
+        let connection = ChatConnection(user: User(id: 1, username: "slow"), roomId: 1, session: nil, maxQueuedFrames: 16)
         var accepted = 0
         for n in 0..<100 where connection.send("frame \(n)") { accepted += 1 }
         #expect(accepted == 16)
@@ -44,8 +44,8 @@ struct ConfigurationAndHubTests {
     @Test("the hub drops only the slow socket; the others keep receiving")
     func hubDropsSlowSocket() async throws {
         let hub = ChatHub(typingTimeout: .seconds(1))
-        let slow = ChatConnection(user: User(id: 1, username: "slow"), roomId: 7, maxQueuedFrames: 16)
-        let fast = ChatConnection(user: User(id: 2, username: "fast"), roomId: 7, maxQueuedFrames: 1024)
+        let slow = ChatConnection(user: User(id: 1, username: "slow"), roomId: 7, session: nil, maxQueuedFrames: 16)
+        let fast = ChatConnection(user: User(id: 2, username: "fast"), roomId: 7, session: nil, maxQueuedFrames: 1024)
         await hub.join(slow)
         await hub.join(fast)
         for n in 0..<100 { await hub.broadcast("m\(n)", roomId: 7) }

@@ -84,7 +84,9 @@ struct WebSocketTests {
             #expect(attachment["mimeType"] as? String == "image/jpeg")
             #expect(attachment["size"] as? Int == photo.count)
             #expect((attachment["blurhash"] as? String)?.isEmpty == false)
-            #expect(received["message_type"] as? String == "image")
+            #expect(received["message_type"] as? String == "text_with_image", "a captioned image")
+            #expect(attachment["mime_type"] as? String == "image/jpeg")
+            #expect(received["message_id"] as? Int == received["id"] as? Int)
             #expect(received["file_name"] as? String == "IMG_0042.jpg")
             #expect(received["file_size"] as? Int == photo.count)
             #expect(received["mime_type"] as? String == "image/jpeg")
@@ -148,17 +150,46 @@ struct WebSocketTests {
         }
     }
 
-    @Test("an expired access token closes the socket with code 4001")
-    func tokenExpiry() async throws {
+    @Test("an expired access token leaves the socket open; a logout or a revoked login closes it with 4001")
+    func sessionLifetime() async throws {
         // Long enough to register and connect on a loaded machine (2 s was not, with every suite running).
-        let app = try await buildApplication(try testConfiguration { $0.accessTokenSeconds = 6 })
+        let app = try await buildApplication(try testConfiguration { $0.accessTokenSeconds = 6; $0.refreshReuseGraceSeconds = 0 })
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let alice = try await client.register("alice")
             let room = try await client.createRoom("r", token: alice.access)
             let socket = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(alice.access)")
-            let close = try await socket.waitForClose()
-            #expect(close?.closeCode == .unknown(4001))
+            // A second login of the same user, on its own socket: it must outlive the first's logout.
+            let login = try await client.call(.post, "/api/auth/login", json: ["username": "alice", "password": "correct horse"])
+            let otherAccess = try #require(login.object["access_token"] as? String)
+            let otherRefresh = try #require(login.object["refresh_token"] as? String)
+            let other = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(otherAccess)")
+
+            try await Task.sleep(for: .seconds(7)) // past the access tokens' life
+            try await socket.send(["type": "ping"])
+            _ = try await socket.inbox.next("pong")
+
+            // Logging out with only the (expired) access token is refused; with a fresh one it
+            // ends that token's login, and only its sockets close.
+            let fresh = try await client.call(.post, "/api/auth/refresh", json: ["refresh_token": alice.refresh])
+            let freshAccess = try #require(fresh.object["access_token"] as? String)
+            // (An empty JSON object: HummingbirdTesting sends a bodiless POST as chunked, which
+            // the JSON body check refuses without a Content-Type.)
+            let stale = try await client.call(.post, "/api/auth/logout", token: alice.access, json: [String: Any]())
+            #expect(stale.status == .unauthorized, "\(stale.object)")
+            let loggedOut = try await client.call(.post, "/api/auth/logout", token: freshAccess, json: [String: Any]())
+            #expect(loggedOut.status == .noContent, "\(loggedOut.object)")
+            let closed = try await socket.waitForClose()
+            #expect(closed?.closeCode == .unknown(4001))
+            #expect(try await client.call(.post, "/api/auth/refresh", json: ["refresh_token": alice.refresh]).status == .unauthorized)
+            try await other.send(["type": "ping"])
+            _ = try await other.inbox.next("pong")
+
+            // A spent refresh token replayed (no grace here) revokes its login: its socket closes too.
+            let next = try await client.call(.post, "/api/auth/refresh", json: ["refresh_token": otherRefresh])
+            #expect(next.status == .ok)
+            #expect(try await client.call(.post, "/api/auth/refresh", json: ["refresh_token": otherRefresh]).status == .unauthorized)
+            #expect(try await other.waitForClose()?.closeCode == .unknown(4001))
         }
     }
 }

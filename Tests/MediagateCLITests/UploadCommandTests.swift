@@ -38,7 +38,7 @@ struct UploadCommandTests {
             #expect((message["client_id"] as? String)?.hasPrefix("mediagate-upload-") == true)
         }
         #expect((byName["photo-exif-orientation-6.jpg"]?["attachment"] as? [String: Any])?["width"] as? Int != nil)
-        #expect(byName["clip-h264.mp4"]?["message_type"] as? String == "video")
+        #expect(byName["clip-h264.mp4"]?["message_type"] as? String == "text_with_video", "captioned with its name")
 
         // Everyone in the room saw them live.
         try await Task.sleep(for: .milliseconds(300))

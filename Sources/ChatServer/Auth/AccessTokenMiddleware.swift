@@ -10,7 +10,9 @@ struct AccessTokenMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let token = Self.token(in: request) else { throw APIError.unauthorized("an access token is required") }
         var context = context
-        context.identity = try await tokens.verify(accessToken: token).0
+        let grant = try await tokens.verify(accessToken: token)
+        context.identity = grant.user
+        context.session = grant.session
         return try await next(request, context)
     }
 

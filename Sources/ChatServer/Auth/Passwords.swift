@@ -1,11 +1,32 @@
+import Crypto
+import Foundation
 import HummingbirdBcrypt
 import NIOPosix
 
-/// bcrypt hashing, run on NIO's blocking thread pool: a cost-12 hash takes ~250 ms of CPU and
-/// must never run on an event loop or Swift's cooperative pool.
+/// bcrypt hashing on a thread pool of its own: a cost-12 hash takes ~250 ms of CPU and must
+/// never run on an event loop or Swift's cooperative pool, nor on NIO's shared blocking pool,
+/// where file reads and `fdatasync`s of every upload would queue behind it.
 struct Passwords: Sendable {
     var cost: UInt8
-    var threadPool: NIOThreadPool = .singleton
+    var threadPool: NIOThreadPool = Passwords.pool
+    /// What an unknown user's password is checked against, hashed at `cost` like real ones so
+    /// that timing does not tell which names exist (a fixed cost-12 decoy made each failed
+    /// login cost 64 times a real one where `cost` is 6, and told the difference).
+    let decoyHash: String
+
+    /// Two threads for the process: bcrypt is pure CPU, and two cores are the machine.
+    static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        return pool
+    }()
+
+    /// Hashes the decoy (on the pool, like every hash).
+    static func make(cost: UInt8) async throws -> Passwords {
+        let secret = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.base64EncodedString()
+        let decoy = try await pool.runIfActive { Bcrypt.hash(secret, cost: cost) }
+        return Passwords(cost: cost, decoyHash: decoy)
+    }
 
     func hash(_ password: String) async throws -> String {
         let cost = self.cost

@@ -7,21 +7,25 @@ final class ChatConnection: Sendable {
     /// Why the server ends a connection.
     enum CloseReason: Sendable, Equatable {
         case tooSlow
-        case tokenExpired
+        /// The login the socket was opened with ended (logout, revoked refresh tokens).
+        case sessionEnded
         case shutdown
     }
 
     let id = UUID()
     let user: User
     let roomId: Int64
+    /// The login (refresh-token family) whose access token opened the socket.
+    let session: String?
     /// Encoded text frames. A broadcast encodes its frame once and every connection shares the bytes.
     let outbox: AsyncStream<ByteBuffer>
     private let continuation: AsyncStream<ByteBuffer>.Continuation
     private let closeReason = Mutex<CloseReason?>(nil)
 
-    init(user: User, roomId: Int64, maxQueuedFrames: Int) {
+    init(user: User, roomId: Int64, session: String?, maxQueuedFrames: Int) {
         self.user = user
         self.roomId = roomId
+        self.session = session
         // A client that stops reading must not make the server buffer without bound: past
         // `maxQueuedFrames` the frame is refused and the connection is closed as too slow.
         (outbox, continuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .bufferingOldest(maxQueuedFrames))
@@ -102,6 +106,13 @@ actor ChatHub {
         }
     }
 
+    /// Closes every socket opened with `session`'s access tokens: that login has ended.
+    func endSession(_ session: String) {
+        for connection in rooms.values.flatMap(\.values) where connection.session == session {
+            connection.close(.sessionEnded)
+        }
+    }
+
     func connectionCount(roomId: Int64) -> Int { rooms[roomId]?.count ?? 0 }
 
     // MARK: Typing
@@ -159,8 +170,10 @@ enum ChatFrames {
         encode(["type": "read", "status": "read", "message_id": messageId, "room_id": roomId, "sender": user.username, "user": user.username])
     }
 
-    static func connected(roomId: Int64, user: User) -> String {
-        encode(["type": "connected", "room_id": roomId, "sender": user.username, "user_id": user.id])
+    /// `message` and `room_name` are what the seed app's `WebSocketConnectionMessage` reads.
+    static func connected(room: Room, user: User) -> String {
+        encode(["type": "connected", "room_id": room.id, "room_name": room.name, "sender": user.username, "user_id": user.id,
+                "message": "Connected to \(room.name)", "timestamp": Timestamp.string(Date())])
     }
 
     static func pong() -> String { encode(["type": "pong", "timestamp": Timestamp.string(Date())]) }

@@ -2,54 +2,69 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import NIOCore
+import NIOHTTP1
 import NIOWebSocket
 
 /// `GET /ws/chat/{roomId}?token=ACCESS`: one member's live connection to one room.
 ///
-/// Client → server frames: `message`, `typing_start`, `typing_stop`, `read`, `ping`.
-/// Server → client: `message`, `ack`, `delivered`, `read`, `typing_start`, `typing_stop`,
-/// `pong`, `error`. A bad frame gets an `error` frame and the socket stays up.
+/// Client → server frames (text or binary): `message`, `typing_start`, `typing_stop`, `read`,
+/// `reaction`, `ping`. Server → client: `message`, `ack`, `delivered`, `read`, `typing_start`,
+/// `typing_stop`, `reaction_added`, `reaction_removed`, `pong`, `error`. A bad frame gets an
+/// `error` frame and the socket stays up.
+///
+/// The access token is checked at the upgrade only: the socket outlives it (the seed app
+/// reconnects with the token it first had, so closing at expiry lost its messages), and closes
+/// when its login ends (logout, a revoked refresh-token family) or its user leaves the room.
 struct ChatSocket: Sendable {
     let tokens: TokenService
     let rooms: any RoomRepository
+    let access: RoomAccess
     let service: MessageService
+    let reactions: ReactionService
     let hub: ChatHub
     let maxQueuedFrames: Int
     /// Largest client message; bigger ones are discarded with an `error` frame.
     static let maxMessageBytes = 64 * 1024
 
-    /// Close code telling the client its access token ran out: refresh and reconnect.
-    static let tokenExpiredCloseCode = WebSocketErrorCode.unknown(4001)
+    /// Close code telling the client its login has ended: log in again.
+    static let sessionEndedCloseCode = WebSocketErrorCode.unknown(4001)
     /// Close code for a client that does not read its frames fast enough.
     static let tooSlowCloseCode = WebSocketErrorCode.unknown(4008)
 
     func addRoutes(to router: Router<ChatRequestContext>) {
         router.ws("/ws/chat/:roomId") { request, context in
-            // Authenticate and authorise before upgrading: failures are ordinary HTTP errors.
-            _ = try await authorise(request, context: context)
+            // Authenticate and authorise before upgrading: failures are HTTP errors (401, 404)
+            // with the JSON error body, which the upgrade refusal carries (UpgradeRefusal).
+            do {
+                _ = try await authorise(request, context: context, upgraded: false)
+            } catch let error as APIError {
+                try? await context.channel.pipeline.addHandler(UpgradeRefusal(error)).get()
+                throw error
+            }
             return .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
-            let (user, roomId, expiresAt) = try await authorise(context.request, context: context.requestContext)
-            try await run(user: user, roomId: roomId, tokenExpiresAt: expiresAt, inbound: inbound, outbound: outbound)
+            let (grant, room) = try await authorise(context.request, context: context.requestContext, upgraded: true)
+            try await run(grant: grant, room: room, inbound: inbound, outbound: outbound)
         }
     }
 
-    private func authorise(_ request: Request, context: ChatRequestContext) async throws -> (User, Int64, Date) {
+    /// The token's grant and the room, which a public room's visitor joins by connecting.
+    /// `upgraded`: the upgrade was granted on this request already (its token's expiry checked).
+    private func authorise(_ request: Request, context: ChatRequestContext, upgraded: Bool) async throws -> (AccessGrant, Room) {
         guard let token = AccessTokenMiddleware.token(in: request) else { throw APIError.unauthorized("an access token is required") }
-        let (user, expiresAt) = try await tokens.verify(accessToken: token)
-        guard let roomId = context.parameters.get("roomId", as: Int64.self),
-              try await rooms.isMember(roomId: roomId, userId: user.id) else { throw APIError.notFound("no such room") }
-        return (user, roomId, expiresAt)
+        let grant = upgraded ? try await tokens.verify(upgradedWith: token) : try await tokens.verify(accessToken: token)
+        guard let roomId = context.parameters.get("roomId", as: Int64.self) else { throw APIError.notFound("no such room") }
+        return (grant, try await access.enter(roomId: roomId, userId: grant.user.id))
     }
 
-    private func run(user: User, roomId: Int64, tokenExpiresAt: Date, inbound: WebSocketInboundStream,
-                     outbound: WebSocketOutboundWriter) async throws {
-        let connection = ChatConnection(user: user, roomId: roomId, maxQueuedFrames: maxQueuedFrames)
+    private func run(grant: AccessGrant, room: Room, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        let user = grant.user
+        let connection = ChatConnection(user: user, roomId: room.id, session: grant.session, maxQueuedFrames: maxQueuedFrames)
         await hub.join(connection)
         // Tells the client it is now in the room's fan-out: nothing sent before this reaches it.
-        connection.send(ChatFrames.connected(roomId: roomId, user: user))
+        connection.send(ChatFrames.connected(room: room, user: user))
         do {
-            try await serve(connection, tokenExpiresAt: tokenExpiresAt, inbound: inbound, outbound: outbound)
+            try await serve(connection, inbound: inbound, outbound: outbound)
         } catch {
             await hub.leave(connection)
             throw error
@@ -57,10 +72,9 @@ struct ChatSocket: Sendable {
         await hub.leave(connection)
     }
 
-    private enum Role { case writer, reader, expiry }
+    private enum Role { case writer, reader }
 
-    private func serve(_ connection: ChatConnection, tokenExpiresAt: Date, inbound: WebSocketInboundStream,
-                       outbound: WebSocketOutboundWriter) async throws {
+    private func serve(_ connection: ChatConnection, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         try await withThrowingTaskGroup(of: Role.self) { group in
             // Writer: the only task that writes to the socket, draining the bounded outbox. It
             // ends when anything closes the connection, and sends the matching close frame.
@@ -70,16 +84,10 @@ struct ChatSocket: Sendable {
                 }
                 switch connection.reason {
                 case .tooSlow: try await outbound.close(Self.tooSlowCloseCode, reason: "client too slow")
-                case .tokenExpired: try await outbound.close(Self.tokenExpiredCloseCode, reason: "token expired")
+                case .sessionEnded: try await outbound.close(Self.sessionEndedCloseCode, reason: "logged out")
                 case .shutdown, nil: try await outbound.close(.normalClosure, reason: nil)
                 }
                 return .writer
-            }
-            // The access token's expiry ends the connection with a close code the client acts on.
-            group.addTask {
-                try await Task.sleep(for: .seconds(max(0, tokenExpiresAt.timeIntervalSinceNow)))
-                connection.close(.tokenExpired)
-                return .expiry
             }
             group.addTask {
                 try await readFrames(inbound, connection: connection)
@@ -125,6 +133,8 @@ struct ChatSocket: Sendable {
         var client_id: String?
         var attachment: JSONValue?
         var message_id: Int64?
+        var reaction_type: String?
+        var action: String?
     }
 
     private func handle(_ text: String, connection: ChatConnection) async {
@@ -151,6 +161,17 @@ struct ChatSocket: Sendable {
                 }
                 _ = try await rooms.markRead(roomId: roomId, userId: user.id, messageId: messageId)
                 await hub.broadcast(ChatFrames.read(messageId: messageId, roomId: roomId, by: user), roomId: roomId)
+            case "reaction":
+                // The seed app sends this after its REST call succeeded: applied again, it
+                // changes nothing and broadcasts nothing; alone, it works like the REST call.
+                guard let messageId = frame.message_id, let type = frame.reaction_type else {
+                    throw APIError.unprocessable("reaction needs message_id and reaction_type")
+                }
+                switch frame.action ?? "add" {
+                case "add": _ = try await reactions.add(type, to: messageId, by: user)
+                case "remove": _ = try await reactions.remove(from: messageId, by: user)
+                default: throw APIError.unprocessable("action is add or remove")
+                }
             case "ping":
                 connection.send(ChatFrames.pong())
             default:
@@ -161,5 +182,33 @@ struct ChatSocket: Sendable {
         } catch {
             connection.send(ChatFrames.error(code: "internal", message: "the frame could not be processed"))
         }
+    }
+}
+
+/// Puts a refused upgrade's real status and JSON error body on the response.
+///
+/// hummingbird-websocket answers every refused upgrade with an empty 400; the seed app and
+/// every other client deserve to know whether to log in again (401) or give up on the room
+/// (404). Added to the connection by the refusing route, this rewrites that one response.
+final class UpgradeRefusal: ChannelOutboundHandler, RemovableChannelHandler, Sendable {
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+    let error: APIError
+
+    init(_ error: APIError) { self.error = error }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .head(var head) = unwrapOutboundIn(data), head.status == .badRequest else {
+            context.write(data, promise: promise)
+            return
+        }
+        let body = ChatFrames.encode(["error": ["code": error.code, "message": error.message]])
+        head.status = HTTPResponseStatus(statusCode: Int(error.status.code))
+        head.headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
+        head.headers.replaceOrAdd(name: "Content-Length", value: String(body.utf8.count))
+        for field in error.headers { head.headers.replaceOrAdd(name: field.name.rawName, value: field.value) }
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: promise)
+        context.pipeline.syncOperations.removeHandler(self, promise: nil)
     }
 }

@@ -56,17 +56,19 @@ struct MessageService: Sendable {
         return Posted(message: json, frame: frame, isNew: isNew)
     }
 
-    /// The stored file an attachment names, by `file_id` or by its `url` (`/api/files/{id}…`),
-    /// if the sender uploaded it or it was already posted in this room.
+    /// The stored file an attachment names, by `file_id`, by `url` (`…/api/files/{id or name}…`,
+    /// absolute or relative, any query) or by `filename` (the upload's capability name), if the
+    /// sender uploaded it or it was already posted in a room they are in.
     private func resolve(_ attachment: JSONValue, sender: User, roomId: Int64) async throws -> StoredFile {
         let fromURL = attachment["url"]?.string.flatMap { url -> String? in
             guard let range = url.range(of: "/api/files/") else { return nil }
-            return url[range.upperBound...].split(whereSeparator: { $0 == "/" || $0 == "?" }).first.map(String.init)
+            return url[range.upperBound...].split(whereSeparator: { $0 == "/" || $0 == "?" || $0 == "#" }).first.map(String.init)
         }
-        guard let fileId = attachment["file_id"]?.string ?? fromURL, let file = try await files.file(id: fileId),
-              try await files.canRead(fileId: fileId, userId: sender.id) else {
-            throw APIError.unprocessable("the attachment does not name a file you uploaded or can see")
+        for name in [attachment["file_id"]?.string, fromURL, attachment["filename"]?.string].compactMap({ $0 }) {
+            if let file = try await files.file(named: name), try await files.canRead(fileId: file.id, userId: sender.id) {
+                return file
+            }
         }
-        return file
+        throw APIError.unprocessable("the attachment does not name a file you uploaded or can see")
     }
 }

@@ -16,6 +16,9 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var accessTokenSeconds: Int = 15 * 60
     /// Lifetime of a refresh token, seconds.
     public var refreshTokenSeconds: Int = 30 * 24 * 3600
+    /// How long a just-spent refresh token still returns the successor it got (parallel
+    /// refreshes with one token); presented later, it revokes its login.
+    public var refreshReuseGraceSeconds: Int = 30
     /// Longest message text, in characters.
     public var maxMessageLength: Int = 10_000
     /// Most messages one history page returns.
@@ -40,6 +43,10 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var maxMultipartBytes: Int = 10 * 1024 * 1024
     /// Seconds a signed file URL stays valid.
     public var signedURLSeconds: Int = 24 * 3600
+    /// Whether `GET /api/files/{name}` serves a file by its capability name (the upload's
+    /// `filename`, `<random>.<ext>`) without a header or signature, as the seed app and article
+    /// load files. Off: only signed URLs and Bearer tokens read files (see Docs/API.md).
+    public var capabilityURLs: Bool = true
     /// Bytes one user may keep: stored files plus unfinished uploads' declared lengths. 0: no quota.
     public var userQuotaBytes: Int64 = 20 << 30
     /// Sniffed MIME types the server refuses to store (`family/*` covers a family). By default
@@ -71,6 +78,8 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         allowRegistration = try value(.allowRegistration, allowRegistration)
         accessTokenSeconds = try value(.accessTokenSeconds, accessTokenSeconds)
         refreshTokenSeconds = try value(.refreshTokenSeconds, refreshTokenSeconds)
+        refreshReuseGraceSeconds = try value(.refreshReuseGraceSeconds, refreshReuseGraceSeconds)
+        capabilityURLs = try value(.capabilityURLs, capabilityURLs)
         maxMessageLength = try value(.maxMessageLength, maxMessageLength)
         maxHistoryPage = try value(.maxHistoryPage, maxHistoryPage)
         maxFailedLoginsPerUser = try value(.maxFailedLoginsPerUser, maxFailedLoginsPerUser)
@@ -118,6 +127,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try check(!dataDirectory.isEmpty, "dataDirectory must not be empty")
         try check(accessTokenSeconds >= 1, "accessTokenSeconds must be at least 1")
         try check(refreshTokenSeconds > accessTokenSeconds, "refreshTokenSeconds must exceed accessTokenSeconds")
+        try check((0...3600).contains(refreshReuseGraceSeconds), "refreshReuseGraceSeconds must be 0-3600")
         try check(maxMessageLength > 0 && maxHistoryPage > 0, "message limits must be positive")
         try check((4...31).contains(passwordHashCost), "passwordHashCost must be between 4 and 31")
         try check(maxQueuedFramesPerSocket >= 16, "maxQueuedFramesPerSocket must be at least 16")

@@ -5,7 +5,9 @@ import HTTPTypes
 import MediaPipeline
 
 /// `GET`/`HEAD /api/files/{fileId}`: a stored file, to the members of a room it was posted in
-/// (and its uploader) with a Bearer token, or to anyone holding a signed URL.
+/// (and its uploader) with a Bearer token, or to anyone holding a signed URL. `{fileId}` may
+/// also be the file's capability name (`<random>.<ext>`, the upload's `filename`), which reads
+/// it with no header at all while `capabilityURLs` is on.
 ///
 /// Served with the sniffed type, `nosniff`, a sandboxing CSP, an ETag from the SHA-256,
 /// single-range `Range` support, and `Content-Disposition: inline` only for types a browser
@@ -15,6 +17,7 @@ struct FileController: Sendable {
     let tokens: TokenService
     let signer: URLSigner
     let thumbnails: Thumbnails
+    let capabilityURLs: Bool
     let fileIO = FileIO()
 
     /// Types shown inline. Anything a browser could execute or parse as a document is absent.
@@ -34,11 +37,9 @@ struct FileController: Sendable {
 
     /// `GET /api/files/{id}/thumbnail?w=&h=&fit=cover|contain&format=jpeg|webp|png`.
     @Sendable func thumbnail(_ request: Request, context: ChatRequestContext) async throws -> Response {
-        guard let id = context.parameters.get("fileId"), let file = try await store.file(id: id) else {
-            throw APIError.notFound("no such file")
-        }
+        let (file, byCapability) = try await requestedFile(context)
         let query = request.uri.queryParameters
-        try await authorise(request, query: query, file: file, variant: "thumbnail")
+        if !byCapability { try await authorise(request, query: query, file: file, variant: "thumbnail") }
         let asked = try Self.thumbnailRequest(query: query, accept: request.headers[.accept])
         let thumbnail: (bytes: ByteBuffer, name: String)
         do {
@@ -95,10 +96,8 @@ struct FileController: Sendable {
     }
 
     @Sendable func serve(_ request: Request, context: ChatRequestContext) async throws -> Response {
-        guard let id = context.parameters.get("fileId"), let file = try await store.file(id: id) else {
-            throw APIError.notFound("no such file")
-        }
-        try await authorise(request, query: request.uri.queryParameters, file: file, variant: "original")
+        let (file, byCapability) = try await requestedFile(context)
+        if !byCapability { try await authorise(request, query: request.uri.queryParameters, file: file, variant: "original") }
         let mimeType = file.attachment.mimeType ?? "application/octet-stream"
         let etag = "\"\(file.sha256)\""
         var headers: HTTPFields = [
@@ -138,6 +137,16 @@ struct FileController: Sendable {
         return Response(status: status, headers: headers, body: body)
     }
 
+    /// The file the path names, and whether the name is its capability (which is then enough).
+    private func requestedFile(_ context: ChatRequestContext) async throws -> (StoredFile, byCapability: Bool) {
+        guard let name = context.parameters.get("fileId"), let file = try await store.file(named: name) else {
+            throw APIError.notFound("no such file")
+        }
+        let byCapability = name == file.publicName
+        if byCapability, !capabilityURLs { throw APIError.notFound("no such file") }
+        return (file, byCapability)
+    }
+
     /// Signed URL, else Bearer token of the uploader or of a member of a room it was posted in.
     private func authorise(_ request: Request, query: FlatDictionary<Substring, Substring>, file: StoredFile, variant: String) async throws {
         if query["sig"] != nil || query["exp"] != nil {
@@ -148,7 +157,7 @@ struct FileController: Sendable {
             }
         }
         guard let token = AccessTokenMiddleware.token(in: request) else { throw APIError.unauthorized("an access token or a signed URL is required") }
-        let (user, _) = try await tokens.verify(accessToken: token)
+        let user = try await tokens.verify(accessToken: token).user
         guard try await store.canRead(fileId: file.id, userId: user.id) else { throw APIError.notFound("no such file") }
     }
 

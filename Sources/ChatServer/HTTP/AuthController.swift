@@ -1,7 +1,8 @@
 import Foundation
 import Hummingbird
 
-/// `/api/auth`: register, login, refresh (public) and logout (authenticated).
+/// `/api/auth`: register (and the seed app's `signup`), login, refresh (public); logout and
+/// `me` (authenticated).
 struct AuthController: Sendable {
     let users: any UserRepository
     let tokens: TokenService
@@ -13,6 +14,7 @@ struct AuthController: Sendable {
     var publicEndpoints: RouteCollection<ChatRequestContext> {
         let routes = RouteCollection(context: ChatRequestContext.self)
         routes.post("register", use: register)
+        routes.post("signup", use: signup)
         routes.post("login", use: login)
         routes.post("refresh", use: refresh)
         return routes
@@ -21,10 +23,20 @@ struct AuthController: Sendable {
     var authenticatedEndpoints: RouteCollection<AuthenticatedContext> {
         let routes = RouteCollection(context: AuthenticatedContext.self)
         routes.post("logout", use: logout)
+        routes.get("me", use: me)
         return routes
     }
 
     @Sendable func register(_ request: Request, context: ChatRequestContext) async throws -> EditedResponse<TokenResponse> {
+        EditedResponse(status: .created, response: try await createAccount(request, context: context))
+    }
+
+    /// The seed app's name for `register`, answering 200: that app reads anything else as a failure.
+    @Sendable func signup(_ request: Request, context: ChatRequestContext) async throws -> TokenResponse {
+        try await createAccount(request, context: context)
+    }
+
+    private func createAccount(_ request: Request, context: ChatRequestContext) async throws -> TokenResponse {
         guard allowRegistration else { throw APIError.forbidden("registration is turned off on this server") }
         let body = try await request.decode(as: CredentialsBody.self, context: context)
         try Passwords.validate(username: body.username, password: body.password)
@@ -33,7 +45,7 @@ struct AuthController: Sendable {
             throw APIError.conflict("the user name is taken")
         }
         context.logger.info("registered", metadata: ["user": "\(user.username)"])
-        return EditedResponse(status: .created, response: TokenResponse(try await tokens.issue(for: user)))
+        return TokenResponse(try await tokens.issue(for: user))
     }
 
     @Sendable func login(_ request: Request, context: ChatRequestContext) async throws -> TokenResponse {
@@ -43,7 +55,7 @@ struct AuthController: Sendable {
         }
         // Unknown users cost a hash too, so timing does not tell which names exist.
         let stored = try await users.credentials(username: body.username)
-        let matches = try await passwords.verify(body.password, against: stored?.1 ?? Self.decoyHash)
+        let matches = try await passwords.verify(body.password, against: stored?.1 ?? passwords.decoyHash)
         guard let (user, _) = stored, matches else {
             await throttle.recordFailure(username: body.username, address: context.remoteAddress)
             throw APIError.unauthorized("wrong user name or password")
@@ -57,15 +69,15 @@ struct AuthController: Sendable {
         return TokenResponse(try await tokens.refresh(body.refresh_token))
     }
 
+    /// Ends a login: the one `refresh_token` belongs to, else the access token's own; its
+    /// sockets close at once. The access token itself still verifies until it expires.
     @Sendable func logout(_ request: Request, context: AuthenticatedContext) async throws -> Response {
-        // No body is fine: the access token simply runs out. With one, that login is revoked.
         let body = try? await request.decode(as: LogoutBody.self, context: context)
-        if let token = body?.refresh_token {
-            _ = try await tokens.revoke(token, of: context.user)
-        }
+        try await tokens.logout(refreshToken: body?.refresh_token, user: context.user, session: context.session)
         return Response(status: .noContent)
     }
 
-    /// A bcrypt hash of nothing anyone knows, verified against when the user does not exist.
-    private static let decoyHash = "$2b$12$C6UzMDM.H6dfI/f/IKcEeO5k4h5d3Vq7rEq5c2R1mZrC8xQk7yWQe"
+    @Sendable func me(_ request: Request, context: AuthenticatedContext) async throws -> UserJSON {
+        UserJSON(context.user)
+    }
 }

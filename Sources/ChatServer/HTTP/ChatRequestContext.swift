@@ -8,13 +8,18 @@ public struct ChatRequestContext: RequestContext, WebSocketRequestContext {
     public let webSocket: WebSocketHandlerReference<ChatRequestContext>
     /// Set by ``AccessTokenMiddleware``.
     public var identity: User?
+    /// The login the access token belongs to; set with `identity`.
+    public var session: String?
     /// The client's address, for throttling failed logins.
     public let remoteAddress: String
+    /// The connection, for a refused WebSocket upgrade to answer with its real status.
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         webSocket = .init()
         remoteAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+        channel = source.channel
     }
 
     /// Login, register and refresh bodies are small; uploads have their own routes (#4).
@@ -25,11 +30,14 @@ public struct ChatRequestContext: RequestContext, WebSocketRequestContext {
 public struct AuthenticatedContext: ChildRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let user: User
+    /// The login the access token belongs to (nil for tokens older than the claim).
+    public let session: String?
     public var maxUploadSize: Int { 64 * 1024 }
 
     public init(context: ChatRequestContext) throws {
         guard let user = context.identity else { throw APIError.unauthorized("an access token is required") }
         coreContext = context.coreContext
         self.user = user
+        session = context.session
     }
 }

@@ -1,12 +1,14 @@
 import Foundation
 import Hummingbird
 
-/// `/api/rooms`: the rooms I am in, creating, joining, leaving, members.
+/// `/api/rooms`: the rooms I am in and the public ones, creating, joining, leaving, members,
+/// marking read.
 ///
-/// A room a user is not in answers 404, never 403, so that room ids reveal nothing.
+/// A private room a user is not in answers 404, never 403, so that room ids reveal nothing.
 struct RoomController: Sendable {
     let rooms: any RoomRepository
     let users: any UserRepository
+    let access: RoomAccess
     let hub: ChatHub
     let signer: URLSigner
 
@@ -17,6 +19,7 @@ struct RoomController: Sendable {
         routes.get(":roomId", use: show)
         routes.post(":roomId/join", use: join)
         routes.post(":roomId/leave", use: leave)
+        routes.post(":roomId/mark-read", use: markRead)
         routes.get(":roomId/members", use: members)
         routes.post(":roomId/members", use: addMember)
         return routes
@@ -26,7 +29,8 @@ struct RoomController: Sendable {
         try await rooms.summaries(userId: context.user.id).map { RoomJSON($0.room, summary: $0, signer: signer) }
     }
 
-    @Sendable func create(_ request: Request, context: AuthenticatedContext) async throws -> EditedResponse<RoomJSON> {
+    /// 200, not 201: the seed app reports anything else as "Failed to create room".
+    @Sendable func create(_ request: Request, context: AuthenticatedContext) async throws -> RoomJSON {
         let body = try await request.decode(as: CreateRoomBody.self, context: context)
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...100).contains(name.count) else { throw APIError.unprocessable("room names are 1-100 characters") }
@@ -38,7 +42,7 @@ struct RoomController: Sendable {
             memberIds.append(user.id)
         }
         let room = try await rooms.create(name: name, isPrivate: body.is_private ?? false, creator: context.user.id, members: memberIds)
-        return EditedResponse(status: .created, response: RoomJSON(room))
+        return RoomJSON(room)
     }
 
     @Sendable func show(_ request: Request, context: AuthenticatedContext) async throws -> RoomJSON {
@@ -46,13 +50,20 @@ struct RoomController: Sendable {
     }
 
     @Sendable func join(_ request: Request, context: AuthenticatedContext) async throws -> RoomJSON {
-        let id = try context.parameters.require("roomId", as: Int64.self)
-        guard let room = try await rooms.room(id: id) else { throw APIError.notFound("no such room") }
-        if room.isPrivate, !(try await rooms.isMember(roomId: id, userId: context.user.id)) {
-            throw APIError.notFound("no such room")
+        guard let id = context.parameters.get("roomId", as: Int64.self) else { throw APIError.notFound("no such room") }
+        return RoomJSON(try await access.enter(roomId: id, userId: context.user.id))
+    }
+
+    /// `POST /api/rooms/{id}/mark-read` (the seed app's, body ignored): everything in the room
+    /// is read. Entering a public room this way joins it. The room sees a `read` receipt.
+    @Sendable func markRead(_ request: Request, context: AuthenticatedContext) async throws -> MarkReadJSON {
+        guard let id = context.parameters.get("roomId", as: Int64.self) else { throw APIError.notFound("no such room") }
+        let room = try await access.enter(roomId: id, userId: context.user.id)
+        let (count, newest) = try await rooms.markAllRead(roomId: room.id, userId: context.user.id)
+        if count > 0, let newest {
+            await hub.broadcast(ChatFrames.read(messageId: newest, roomId: room.id, by: context.user), roomId: room.id)
         }
-        _ = try await rooms.addMember(roomId: id, userId: context.user.id)
-        return RoomJSON(room)
+        return MarkReadJSON(message: "Marked \(count) messages as read", read_count: count)
     }
 
     @Sendable func leave(_ request: Request, context: AuthenticatedContext) async throws -> Response {

@@ -17,12 +17,13 @@ struct LogoutBody: Decodable {
     var refresh_token: String?
 }
 
+/// A user. `id` is a string: the seed app decodes it as one (its login fails on a number).
 struct UserJSON: Codable, Equatable, ResponseEncodable {
-    var id: Int64
+    var id: String
     var username: String
 
     init(_ user: User) {
-        id = user.id
+        id = String(user.id)
         username = user.username
     }
 }
@@ -49,6 +50,11 @@ struct CreateRoomBody: Decodable {
     var members: [String]?
 }
 
+struct MarkReadJSON: ResponseEncodable {
+    var message: String
+    var read_count: Int
+}
+
 struct AddMemberBody: Decodable {
     var username: String
 }
@@ -61,6 +67,8 @@ struct RoomJSON: ResponseEncodable {
     var created_at: String
     var member_count: Int?
     var unread_count: Int?
+    /// False for a public room the caller can see but has not entered yet.
+    var is_member: Bool?
     var last_message: MessageJSON?
 
     init(_ room: Room, summary: RoomSummary? = nil, signer: URLSigner? = nil) {
@@ -71,6 +79,7 @@ struct RoomJSON: ResponseEncodable {
         created_at = Timestamp.string(room.createdAt)
         member_count = summary?.memberCount
         unread_count = summary?.unreadCount
+        is_member = summary?.isMember
         last_message = summary?.lastMessage.map { MessageJSON($0, signer: signer) }
     }
 }
@@ -86,17 +95,35 @@ struct PostMessageBody: Decodable {
     var text: String { content ?? message ?? "" }
 }
 
+/// The users who reacted to a message with one emoji, as the seed app's `ReactionSummary`.
+struct ReactionSummaryJSON: Codable, Equatable, Sendable {
+    var reaction_type: String
+    var count: Int
+    var users: [String]
+
+    init(_ group: ReactionGroup) {
+        reaction_type = group.type
+        count = group.usernames.count
+        users = group.usernames
+    }
+}
+
 /// A chat message, as REST returns it and as the WebSocket `message` frame carries it: the
-/// seed's `WebSocketMessage` keys plus `id`, `client_id` and `sender_id`.
+/// seed's `WebSocketMessage` and `ServerMessage` keys plus `id`, `client_id` and `sender_id`.
+/// `id` and `message_id` are the same number (the seed app reads `message_id`).
 struct MessageJSON: Codable, Equatable, ResponseEncodable {
     var type = "message"
     var id: Int64
+    var message_id: Int64
     var room_id: Int64
     var sender: String
     var sender_id: Int64
     var content: String
     var message: String
+    /// Whole seconds, `2026-12-03T07:55:28Z`: the seed app's formatter rejects fractions.
     var timestamp: String
+    /// The same instant with milliseconds.
+    var created_at: String
     var attachment: JSONValue?
     var message_type: String
     var file_url: String?
@@ -104,32 +131,53 @@ struct MessageJSON: Codable, Equatable, ResponseEncodable {
     var file_size: Int?
     var mime_type: String?
     var client_id: String?
+    var reactions: [ReactionSummaryJSON]
+    /// The reader's own reaction; null in frames, which every member shares.
+    var user_reaction: String?
 
-    /// - Parameter signer: signs the attachment's `url` and `thumbnailUrl`, so that clients that
-    ///   load them without headers (`AsyncImage`) can.
-    init(_ stored: StoredMessage, signer: URLSigner? = nil) {
+    /// - Parameters:
+    ///   - signer: signs the attachment's `url` and `thumbnailUrl`, so that clients that load
+    ///     them without headers (`AsyncImage`) can.
+    ///   - reactions: the message's reactions; `reader` names who reads it, for `user_reaction`.
+    init(_ stored: StoredMessage, signer: URLSigner? = nil, reactions: [ReactionGroup] = [], reader: String? = nil) {
         id = stored.id
+        message_id = stored.id
         room_id = stored.roomId
         sender = stored.senderName
         sender_id = stored.senderId
         content = stored.content
         message = stored.content
         timestamp = Timestamp.string(stored.createdAt)
+        created_at = Timestamp.precise(stored.createdAt)
         client_id = stored.clientId
         var attachment = stored.attachmentJSON.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
-        if let signer, let fileId = stored.fileId, case .object(var fields) = attachment {
-            fields["url"] = .string(signer.sign("/api/files/\(fileId)", fileId: fileId, variant: "original"))
-            if fields["thumbnailUrl"]?.string != nil {
-                fields["thumbnailUrl"] = .string(signer.sign("/api/files/\(fileId)/thumbnail", fileId: fileId, variant: "thumbnail"))
+        if case .object(var fields) = attachment {
+            if let signer, let fileId = stored.fileId {
+                fields["url"] = .string(signer.sign("/api/files/\(fileId)", fileId: fileId, variant: "original"))
+                if fields["thumbnailUrl"]?.string != nil {
+                    fields["thumbnailUrl"] = .string(signer.sign("/api/files/\(fileId)/thumbnail", fileId: fileId, variant: "thumbnail"))
+                }
             }
+            // The article's model reads `mimeType`, the app's `mime_type`.
+            fields["mime_type"] = fields["mimeType"] ?? .null
             attachment = .object(fields)
         }
         self.attachment = attachment
-        message_type = attachment?["type"]?.string ?? "text"
+        message_type = Self.messageType(attachmentType: attachment?["type"]?.string, hasText: !stored.content.isEmpty)
         file_url = attachment?["url"]?.string
         file_name = attachment?["filename"]?.string
         file_size = attachment?["size"]?.int
         mime_type = attachment?["mimeType"]?.string
+        self.reactions = reactions.map(ReactionSummaryJSON.init)
+        user_reaction = reader.flatMap { name in reactions.first { $0.usernames.contains(name) }?.type }
+    }
+
+    /// `text`, the attachment's type, or `text_with_<type>` for a captioned attachment (a
+    /// captioned `file` is `text_with_document`, one of the seed app's nine types).
+    static func messageType(attachmentType: String?, hasText: Bool) -> String {
+        guard let attachmentType else { return "text" }
+        guard hasText else { return attachmentType }
+        return "text_with_" + (attachmentType == "file" ? "document" : attachmentType)
     }
 
     // Absent values are written as null, like the seed's server did.
@@ -137,12 +185,14 @@ struct MessageJSON: Codable, Equatable, ResponseEncodable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(type, forKey: .type)
         try c.encode(id, forKey: .id)
+        try c.encode(message_id, forKey: .message_id)
         try c.encode(room_id, forKey: .room_id)
         try c.encode(sender, forKey: .sender)
         try c.encode(sender_id, forKey: .sender_id)
         try c.encode(content, forKey: .content)
         try c.encode(message, forKey: .message)
         try c.encode(timestamp, forKey: .timestamp)
+        try c.encode(created_at, forKey: .created_at)
         try c.encode(attachment, forKey: .attachment)
         try c.encode(message_type, forKey: .message_type)
         try c.encode(file_url, forKey: .file_url)
@@ -150,12 +200,19 @@ struct MessageJSON: Codable, Equatable, ResponseEncodable {
         try c.encode(file_size, forKey: .file_size)
         try c.encode(mime_type, forKey: .mime_type)
         try c.encode(client_id, forKey: .client_id)
+        try c.encode(reactions, forKey: .reactions)
+        try c.encode(user_reaction, forKey: .user_reaction)
     }
 }
 
 enum Timestamp {
-    /// ISO 8601 with milliseconds, UTC.
+    /// RFC 3339 in whole seconds, UTC (`2026-12-03T07:55:28Z`): what the seed app parses.
     static func string(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false))
+    }
+
+    /// ISO 8601 with milliseconds, UTC.
+    static func precise(_ date: Date) -> String {
         date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 }

@@ -66,6 +66,27 @@ public struct ChatDatabase: Sendable {
                 """)
         }
         SQLiteUploadRepository.migrate(&migrator)
+        migrator.registerMigration("v6: the seed app's contract: reactions, refresh grace, capability names") { db in
+            try db.execute(sql: """
+                -- One reaction per user and message; another emoji replaces it.
+                CREATE TABLE reactions (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+                    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    reaction_type TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    updated_at REAL NOT NULL,
+                    UNIQUE (message_id, user_id)
+                );
+                -- A spent refresh token keeps its successor, sealed with a key only the spent
+                -- token derives, so a replay within the grace window gets the same successor.
+                ALTER TABLE refresh_tokens ADD COLUMN successor_sealed BLOB;
+                -- The file's capability name, <random>.<ext>: readable without a header by
+                -- whoever holds it, as the seed app and article load files.
+                ALTER TABLE files ADD COLUMN public_name TEXT;
+                CREATE UNIQUE INDEX files_public_name ON files(public_name) WHERE public_name IS NOT NULL;
+                """)
+        }
         return migrator
     }
 }

@@ -32,7 +32,25 @@ public struct StoredMessage: Sendable, Equatable {
 /// A room as one member sees it in their room list.
 public struct RoomSummary: Sendable {
     public var room: Room
+    /// False for a public room listed to someone not in it yet.
+    public var isMember: Bool
     public var memberCount: Int
     public var unreadCount: Int
     public var lastMessage: StoredMessage?
+}
+
+/// One user's reaction to one message.
+public struct StoredReaction: Sendable, Equatable {
+    public var id: Int64
+    public var messageId: Int64
+    public var userId: Int64
+    public var type: String
+    public var createdAt: Date
+    public var updatedAt: Date
+}
+
+/// The users who reacted to a message with one type.
+public struct ReactionGroup: Sendable, Equatable {
+    public var type: String
+    public var usernames: [String]
 }

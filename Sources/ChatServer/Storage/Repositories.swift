@@ -4,7 +4,8 @@ import Foundation
 public protocol UserRepository: Sendable {
     /// Creates an account; `nil` when the name is taken (names compare case-insensitively).
     func create(username: String, passwordHash: String) async throws -> User?
-    /// The account and its password hash.
+    /// The account and its password hash. The name must match exactly, case included: the
+    /// seed app keeps the name as typed and tells its own messages by it.
     func credentials(username: String) async throws -> (User, String)?
     func user(id: Int64) async throws -> User?
     func user(username: String) async throws -> User?
@@ -13,19 +14,28 @@ public protocol UserRepository: Sendable {
 /// Refresh tokens, stored hashed, grouped in families (one per login).
 public protocol RefreshTokenRepository: Sendable {
     func insert(tokenHash: String, userId: Int64, family: String, expiresAt: Date) async throws
-    /// Spends a token and issues its successor in one transaction.
-    func rotate(tokenHash: String, newTokenHash: String, newExpiresAt: Date, now: Date) async throws -> RotationOutcome
-    /// Revokes the family `tokenHash` belongs to, if it belongs to `userId`. Returns whether it did.
-    func revokeFamily(of tokenHash: String, userId: Int64, now: Date) async throws -> Bool
+    /// Spends a token and issues its successor in one transaction. `sealedSuccessor` (the
+    /// successor sealed with a key only the spent token derives) is kept with the spent token:
+    /// presented again within `grace`, the token gets `.replayed` with it instead of revoking.
+    func rotate(tokenHash: String, newTokenHash: String, sealedSuccessor: Data, newExpiresAt: Date, grace: TimeInterval,
+                now: Date) async throws -> RotationOutcome
+    /// Revokes the family `tokenHash` belongs to, if it belongs to `userId`. Returns the family.
+    func revokeFamily(of tokenHash: String, userId: Int64, now: Date) async throws -> String?
+    /// Revokes one family (a logout naming only its access token).
+    func revoke(family: String, userId: Int64, now: Date) async throws
 }
 
 public enum RotationOutcome: Sendable, Equatable {
-    case rotated(userId: Int64)
+    case rotated(userId: Int64, family: String)
+    /// The token was spent moments ago (within the grace window): here is the successor it
+    /// got then, still sealed. Clients that refresh in parallel all end up on one chain.
+    case replayed(userId: Int64, family: String, sealedSuccessor: Data)
     case unknown
     case expired
     case revoked
-    /// A spent token came back: someone holds a copy. The whole family is now revoked.
-    case reused
+    /// A spent token came back after the grace window: someone holds a copy. The whole
+    /// family is now revoked.
+    case reused(family: String)
 }
 
 /// Rooms and their members.
@@ -37,9 +47,14 @@ public protocol RoomRepository: Sendable {
     func addMember(roomId: Int64, userId: Int64) async throws -> Bool
     func removeMember(roomId: Int64, userId: Int64) async throws -> Bool
     func members(roomId: Int64) async throws -> [User]
+    /// The rooms the user is in, then the public rooms they are not in (with no unread count),
+    /// newest activity first.
     func summaries(userId: Int64) async throws -> [RoomSummary]
     /// Moves the member's read marker forward (never back). Returns the marker after the move.
     func markRead(roomId: Int64, userId: Int64, messageId: Int64) async throws -> Int64
+    /// Moves the member's read marker to the room's newest message; returns how many messages
+    /// that marked read and the newest message's id.
+    func markAllRead(roomId: Int64, userId: Int64) async throws -> (count: Int, newest: Int64?)
 }
 
 /// Chat history.
@@ -50,4 +65,15 @@ public protocol MessageRepository: Sendable {
     /// Messages older than `before` (newest first), at most `limit`.
     func history(roomId: Int64, before: Int64?, limit: Int) async throws -> [StoredMessage]
     func message(id: Int64) async throws -> StoredMessage?
+}
+
+/// Reactions: one per user and message.
+public protocol ReactionRepository: Sendable {
+    /// Sets the user's reaction on a message, replacing any other; returns it and whether
+    /// anything changed.
+    func set(messageId: Int64, userId: Int64, type: String, now: Date) async throws -> (StoredReaction, changed: Bool)
+    /// Removes the user's reaction; returns the one removed.
+    func remove(messageId: Int64, userId: Int64) async throws -> StoredReaction?
+    /// Each message's reactions, grouped by type in the order the types were first used.
+    func summaries(messageIds: [Int64]) async throws -> [Int64: [ReactionGroup]]
 }

@@ -19,7 +19,9 @@ struct SQLiteUserRepository: UserRepository {
 
     func credentials(username: String) async throws -> (User, String)? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT id, username, password_hash FROM users WHERE username = ?", arguments: [username])
+            // The column compares ignoring case (names are unique that way); a login must match exactly.
+            try Row.fetchOne(db, sql: "SELECT id, username, password_hash FROM users WHERE username = ? COLLATE BINARY",
+                             arguments: [username])
                 .map { (User(id: $0["id"], username: $0["username"]), $0["password_hash"]) }
         }
     }
@@ -49,33 +51,46 @@ struct SQLiteRefreshTokenRepository: RefreshTokenRepository {
         }
     }
 
-    func rotate(tokenHash: String, newTokenHash: String, newExpiresAt: Date, now: Date) async throws -> RotationOutcome {
+    func rotate(tokenHash: String, newTokenHash: String, sealedSuccessor: Data, newExpiresAt: Date, grace: TimeInterval,
+                now: Date) async throws -> RotationOutcome {
         try await pool.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT user_id, family, expires_at, used_at, revoked_at FROM refresh_tokens WHERE token_hash = ?",
-                                             arguments: [tokenHash]) else { return .unknown }
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT user_id, family, expires_at, used_at, revoked_at, successor_sealed FROM refresh_tokens WHERE token_hash = ?
+                """, arguments: [tokenHash]) else { return .unknown }
             let family: String = row["family"]
             let userId: Int64 = row["user_id"]
             if row["revoked_at"] as Double? != nil { return .revoked }
-            if row["used_at"] as Double? != nil {
+            if let usedAt = row["used_at"] as Double? {
+                if now.timeIntervalSince1970 - usedAt <= grace, let sealed = row["successor_sealed"] as Data? {
+                    return .replayed(userId: userId, family: family, sealedSuccessor: sealed)
+                }
                 try db.execute(sql: "UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL",
                                arguments: [now.timeIntervalSince1970, family])
-                return .reused
+                return .reused(family: family)
             }
             if (row["expires_at"] as Double) <= now.timeIntervalSince1970 { return .expired }
-            try db.execute(sql: "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ?", arguments: [now.timeIntervalSince1970, tokenHash])
+            try db.execute(sql: "UPDATE refresh_tokens SET used_at = ?, successor_sealed = ? WHERE token_hash = ?",
+                           arguments: [now.timeIntervalSince1970, sealedSuccessor, tokenHash])
             try db.execute(sql: "INSERT INTO refresh_tokens (token_hash, user_id, family, expires_at) VALUES (?, ?, ?, ?)",
                            arguments: [newTokenHash, userId, family, newExpiresAt.timeIntervalSince1970])
-            return .rotated(userId: userId)
+            return .rotated(userId: userId, family: family)
         }
     }
 
-    func revokeFamily(of tokenHash: String, userId: Int64, now: Date) async throws -> Bool {
+    func revokeFamily(of tokenHash: String, userId: Int64, now: Date) async throws -> String? {
         try await pool.write { db in
             guard let family = try String.fetchOne(db, sql: "SELECT family FROM refresh_tokens WHERE token_hash = ? AND user_id = ?",
-                                                   arguments: [tokenHash, userId]) else { return false }
+                                                   arguments: [tokenHash, userId]) else { return nil }
             try db.execute(sql: "UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL",
                            arguments: [now.timeIntervalSince1970, family])
-            return true
+            return family
+        }
+    }
+
+    func revoke(family: String, userId: Int64, now: Date) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND user_id = ? AND revoked_at IS NULL",
+                           arguments: [now.timeIntervalSince1970, family, userId])
         }
     }
 }
@@ -145,21 +160,37 @@ struct SQLiteRoomRepository: RoomRepository {
     func summaries(userId: Int64) async throws -> [RoomSummary] {
         try await pool.read { db in
             let rows = try Row.fetchAll(db, sql: """
-                SELECT rooms.*, room_members.last_read_message_id AS last_read,
+                SELECT rooms.*, room_members.user_id IS NOT NULL AS is_member,
                        (SELECT COUNT(*) FROM room_members m WHERE m.room_id = rooms.id) AS member_count,
-                       (SELECT COUNT(*) FROM messages WHERE messages.room_id = rooms.id
-                            AND messages.id > room_members.last_read_message_id AND messages.sender_id != ?) AS unread_count,
+                       CASE WHEN room_members.user_id IS NULL THEN 0 ELSE
+                           (SELECT COUNT(*) FROM messages WHERE messages.room_id = rooms.id
+                                AND messages.id > room_members.last_read_message_id AND messages.sender_id != ?) END AS unread_count,
                        (SELECT MAX(id) FROM messages WHERE messages.room_id = rooms.id) AS last_message_id
-                FROM room_members JOIN rooms ON rooms.id = room_members.room_id
-                WHERE room_members.user_id = ?
-                ORDER BY COALESCE(last_message_id, 0) DESC, rooms.id DESC
+                FROM rooms LEFT JOIN room_members ON room_members.room_id = rooms.id AND room_members.user_id = ?
+                WHERE room_members.user_id IS NOT NULL OR rooms.is_private = 0
+                ORDER BY is_member DESC, COALESCE(last_message_id, 0) DESC, rooms.id DESC
                 """, arguments: [userId, userId])
             return try rows.map { row in
                 let lastId: Int64? = row["last_message_id"]
                 return RoomSummary(
-                    room: Self.room(row), memberCount: row["member_count"], unreadCount: row["unread_count"],
+                    room: Self.room(row), isMember: row["is_member"], memberCount: row["member_count"], unreadCount: row["unread_count"],
                     lastMessage: try lastId.flatMap { try SQLiteMessageRepository.fetch(db, id: $0) })
             }
+        }
+    }
+
+    func markAllRead(roomId: Int64, userId: Int64) async throws -> (count: Int, newest: Int64?) {
+        try await pool.write { db in
+            guard let marker = try Int64.fetchOne(db, sql: "SELECT last_read_message_id FROM room_members WHERE room_id = ? AND user_id = ?",
+                                                  arguments: [roomId, userId]) else { return (0, nil) }
+            let newest = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM messages WHERE room_id = ?", arguments: [roomId])
+            let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM messages WHERE room_id = ? AND id > ? AND sender_id != ?",
+                                         arguments: [roomId, marker, userId]) ?? 0
+            if let newest, newest > marker {
+                try db.execute(sql: "UPDATE room_members SET last_read_message_id = ? WHERE room_id = ? AND user_id = ?",
+                               arguments: [newest, roomId, userId])
+            }
+            return (count, newest)
         }
     }
 
@@ -219,5 +250,66 @@ struct SQLiteMessageRepository: MessageRepository {
 
     func message(id: Int64) async throws -> StoredMessage? {
         try await pool.read { db in try Self.fetch(db, id: id) }
+    }
+}
+
+struct SQLiteReactionRepository: ReactionRepository {
+    let pool: DatabasePool
+
+    static func reaction(_ row: Row) -> StoredReaction {
+        StoredReaction(id: row["id"], messageId: row["message_id"], userId: row["user_id"], type: row["reaction_type"],
+                       createdAt: Date(timeIntervalSince1970: row["created_at"]), updatedAt: Date(timeIntervalSince1970: row["updated_at"]))
+    }
+
+    func set(messageId: Int64, userId: Int64, type: String, now: Date) async throws -> (StoredReaction, changed: Bool) {
+        try await pool.write { db in
+            let existing = try Row.fetchOne(db, sql: "SELECT * FROM reactions WHERE message_id = ? AND user_id = ?",
+                                            arguments: [messageId, userId]).map(Self.reaction)
+            if var existing {
+                guard existing.type != type else { return (existing, false) }
+                try db.execute(sql: "UPDATE reactions SET reaction_type = ?, updated_at = ? WHERE id = ?",
+                               arguments: [type, now.timeIntervalSince1970, existing.id])
+                existing.type = type
+                existing.updatedAt = now
+                return (existing, true)
+            }
+            try db.execute(sql: """
+                INSERT INTO reactions (message_id, user_id, reaction_type, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+                """, arguments: [messageId, userId, type, now.timeIntervalSince1970, now.timeIntervalSince1970])
+            return (StoredReaction(id: db.lastInsertedRowID, messageId: messageId, userId: userId, type: type, createdAt: now, updatedAt: now), true)
+        }
+    }
+
+    func remove(messageId: Int64, userId: Int64) async throws -> StoredReaction? {
+        try await pool.write { db in
+            guard let existing = try Row.fetchOne(db, sql: "SELECT * FROM reactions WHERE message_id = ? AND user_id = ?",
+                                                  arguments: [messageId, userId]).map(Self.reaction) else { return nil }
+            try db.execute(sql: "DELETE FROM reactions WHERE id = ?", arguments: [existing.id])
+            return existing
+        }
+    }
+
+    func summaries(messageIds: [Int64]) async throws -> [Int64: [ReactionGroup]] {
+        guard !messageIds.isEmpty else { return [:] }
+        return try await pool.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT reactions.message_id, reactions.reaction_type, users.username FROM reactions
+                JOIN users ON users.id = reactions.user_id
+                WHERE reactions.message_id IN (\(databaseQuestionMarks(count: messageIds.count)))
+                ORDER BY reactions.id
+                """, arguments: StatementArguments(messageIds))
+            var result: [Int64: [ReactionGroup]] = [:]
+            for row in rows {
+                let messageId: Int64 = row["message_id"], type: String = row["reaction_type"], name: String = row["username"]
+                var groups = result[messageId, default: []]
+                if let index = groups.firstIndex(where: { $0.type == type }) {
+                    groups[index].usernames.append(name)
+                } else {
+                    groups.append(ReactionGroup(type: type, usernames: [name]))
+                }
+                result[messageId] = groups
+            }
+            return result
+        }
     }
 }

@@ -4,8 +4,8 @@ import MultipartKit
 import NIOCore
 
 /// `POST /api/upload-file`: the seed article's multipart upload (field `file`), streamed to
-/// disk part by part, never held whole in memory; answers with the `filename` the seed's
-/// client reads, the signed `url` and the full `attachment`.
+/// disk part by part, never held whole in memory; answers 200 with the seed's keys (`filename`
+/// is the file's capability name), the signed `url` and the full `attachment`.
 struct MultipartUploadController: Sendable {
     let files: UploadFiles
     let uploads: any UploadRepository
@@ -62,11 +62,19 @@ struct MultipartUploadController: Sendable {
             if attachment.thumbnailUrl != nil {
                 attachment.thumbnailUrl = signer.sign("/api/files/\(file.id)/thumbnail", fileId: file.id, variant: "thumbnail")
             }
+            var attachmentFields = try JSONDecoder().decode([String: JSONValue].self, from: JSONEncoder().encode(attachment))
+            attachmentFields["mime_type"] = attachmentFields["mimeType"] ?? .null
+            let mimeType = attachment.mimeType ?? "application/octet-stream"
+            // The seed's keys (its app decodes `filename`, `file_url`, `file_size`, `mime_type`
+            // and `message`; the article reads `filename` and loads /api/files/<filename>
+            // with no header) and ours. 200, the only status both accept.
             let body: [String: JSONValue] = [
-                "filename": .string(attachment.filename), "url": .string(url), "file_id": .string(file.id),
-                "attachment": try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(attachment)),
+                "filename": .string(file.publicName ?? file.id), "file_url": .string(url),
+                "file_size": .number(Double(file.size)), "mime_type": .string(mimeType),
+                "message": .string("File uploaded successfully"),
+                "url": .string(url), "file_id": .string(file.id), "attachment": .object(attachmentFields),
             ]
-            return try TusController.json(body, status: .created)
+            return try TusController.json(body, status: .ok)
         } catch {
             await writer.close()
             try? await files.remove(id)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GRDB
 import MediaPipeline
@@ -6,6 +7,9 @@ import NIOPosix
 /// A file the server keeps: the pipeline's `Attachment` and where its bytes are.
 struct StoredFile: Sendable, Equatable {
     var id: String
+    /// The capability name, `<random>.<ext>`: whoever holds it may read the file without a
+    /// header (when `capabilityURLs` is on). nil for files stored before names existed.
+    var publicName: String?
     var uploadId: String?
     var ownerId: Int64
     var sha256: String
@@ -45,20 +49,33 @@ struct FileStore: Sendable {
             }
         }
         let id = TokenService.randomToken()
+        let publicName = Self.publicName(filename: report.attachment.filename)
         var attachment = report.attachment
         attachment.url = "/api/files/\(id)"
         // Pictures, videos, PDFs and audio with cover art have something to draw.
         let hasPicture = attachment.blurhash != nil
         attachment.thumbnailUrl = hasPicture ? "/api/files/\(id)/thumbnail" : nil
-        let file = StoredFile(id: id, uploadId: uploadId, ownerId: ownerId, sha256: sha256, size: Int64(attachment.size ?? 0),
-                              attachment: attachment, errorCode: report.error?.code.description)
+        let file = StoredFile(id: id, publicName: publicName, uploadId: uploadId, ownerId: ownerId, sha256: sha256,
+                              size: Int64(attachment.size ?? 0), attachment: attachment, errorCode: report.error?.code.description)
         let json = String(decoding: try JSONEncoder().encode(attachment), as: UTF8.self)
         try await pool.write { db in
             try db.execute(sql: """
-                INSERT INTO files (id, upload_id, owner_id, sha256, size, attachment, error_code, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [file.id, uploadId, ownerId, sha256, file.size, json, file.errorCode, Date().timeIntervalSince1970])
+                INSERT INTO files (id, public_name, upload_id, owner_id, sha256, size, attachment, error_code, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [file.id, publicName, uploadId, ownerId, sha256, file.size, json, file.errorCode,
+                                  Date().timeIntervalSince1970])
         }
         return file
+    }
+
+    /// A fresh capability name: 128 random bits (never derived from the content, which anyone
+    /// holding the same bytes could compute) and the original name's extension, so that the
+    /// seed's clients see a file name they can show.
+    static func publicName(filename: String) -> String {
+        let random = SymmetricKey(size: .bits128).withUnsafeBytes { Data($0) }.base64URLEncodedString()
+        let ext = (filename as NSString).pathExtension.lowercased()
+        let usable = (1...8).contains(ext.count) && ext.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
+        return random + "." + (usable ? ext : "bin")
     }
 
     /// Deletes blobs that no file row names (the process died between moving the bytes in
@@ -94,16 +111,34 @@ struct FileStore: Sendable {
     }
 
     func file(id: String) async throws -> StoredFile? {
-        if let file = recent[id] { return file }
+        try await cachedFile(key: id, column: "id")
+    }
+
+    /// The file with this capability name (`<random>.<ext>`).
+    func file(publicName: String) async throws -> StoredFile? {
+        try await cachedFile(key: publicName, column: "public_name")
+    }
+
+    /// One row by a unique column, kept in `recent` under the value (ids and capability names
+    /// never collide: only names contain a dot).
+    private func cachedFile(key: String, column: String) async throws -> StoredFile? {
+        if let file = recent[key] { return file }
         let file = try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM files WHERE id = ?", arguments: [id]).map { row in
-                let attachment = try JSONDecoder().decode(Attachment.self, from: Data((row["attachment"] as String).utf8))
-                return StoredFile(id: row["id"], uploadId: row["upload_id"], ownerId: row["owner_id"], sha256: row["sha256"],
-                                  size: row["size"], attachment: attachment, errorCode: row["error_code"])
-            }
+            try Row.fetchOne(db, sql: "SELECT * FROM files WHERE \(column) = ?", arguments: [key]).map(Self.file)
         }
-        if let file { recent.insert(file, forKey: id) }
+        if let file { recent.insert(file, forKey: key) }
         return file
+    }
+
+    /// A file by either handle: ids never contain a dot, capability names always do.
+    func file(named name: String) async throws -> StoredFile? {
+        name.contains(".") ? try await file(publicName: name) : try await file(id: name)
+    }
+
+    private static func file(_ row: Row) throws -> StoredFile {
+        let attachment = try JSONDecoder().decode(Attachment.self, from: Data((row["attachment"] as String).utf8))
+        return StoredFile(id: row["id"], publicName: row["public_name"], uploadId: row["upload_id"], ownerId: row["owner_id"],
+                          sha256: row["sha256"], size: row["size"], attachment: attachment, errorCode: row["error_code"])
     }
 }
 

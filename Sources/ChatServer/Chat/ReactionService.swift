@@ -1,0 +1,70 @@
+import Foundation
+
+/// Reactions as the seed app defines them: one per user and message, one of six emoji; a
+/// change is broadcast to the whole room (sender included) with the message's full summary.
+struct ReactionService: Sendable {
+    let rooms: any RoomRepository
+    let messages: any MessageRepository
+    let reactions: any ReactionRepository
+    let hub: ChatHub
+
+    /// The emoji the seed app decodes; any other value would fail its whole frame or response.
+    static let allowedTypes: [String] = ["\u{1F44D}", "\u{2764}\u{FE0F}", "\u{1F602}", "\u{1F62E}", "\u{1F622}", "\u{1F621}"]
+
+    struct Outcome {
+        /// The reaction set, or the one removed.
+        var reaction: StoredReaction
+        var summary: [ReactionGroup]
+        var changed: Bool
+    }
+
+    /// Sets `user`'s reaction on a message in a room they are in, replacing another.
+    /// - Throws: `APIError` 422 for another emoji, 404 for a message the user cannot see.
+    func add(_ type: String, to messageId: Int64, by user: User) async throws -> Outcome {
+        guard Self.allowedTypes.contains(type) else {
+            throw APIError.unprocessable("reaction_type is one of \(Self.allowedTypes.joined(separator: " "))")
+        }
+        let message = try await visibleMessage(messageId, to: user)
+        let (reaction, changed) = try await reactions.set(messageId: messageId, userId: user.id, type: type, now: Date())
+        return try await finish(reaction, in: message, by: user, changed: changed, event: "reaction_added")
+    }
+
+    /// Removes `user`'s reaction. nil when they had none.
+    /// - Throws: `APIError` 404 for a message the user cannot see.
+    func remove(from messageId: Int64, by user: User) async throws -> Outcome? {
+        let message = try await visibleMessage(messageId, to: user)
+        guard let removed = try await reactions.remove(messageId: messageId, userId: user.id) else { return nil }
+        return try await finish(removed, in: message, by: user, changed: true, event: "reaction_removed")
+    }
+
+    private func visibleMessage(_ id: Int64, to user: User) async throws -> StoredMessage {
+        guard id > 0, let message = try await messages.message(id: id),
+              try await rooms.isMember(roomId: message.roomId, userId: user.id) else {
+            throw APIError.notFound("no such message")
+        }
+        return message
+    }
+
+    private func finish(_ reaction: StoredReaction, in message: StoredMessage, by user: User, changed: Bool,
+                        event: String) async throws -> Outcome {
+        let summary = try await reactions.summaries(messageIds: [message.id])[message.id] ?? []
+        if changed {
+            let frame = ReactionEventJSON(type: event, room_id: message.roomId, message_id: message.id, sender: user.username,
+                                          reaction_type: reaction.type, reaction_summary: summary.map(ReactionSummaryJSON.init),
+                                          timestamp: Timestamp.string(Date()))
+            await hub.broadcast(String(decoding: try JSONEncoder().encode(frame), as: UTF8.self), roomId: message.roomId)
+        }
+        return Outcome(reaction: reaction, summary: summary, changed: changed)
+    }
+}
+
+/// The `reaction_added` / `reaction_removed` frame: the seed app's `ReactionEvent`.
+struct ReactionEventJSON: Codable {
+    var type: String
+    var room_id: Int64
+    var message_id: Int64
+    var sender: String
+    var reaction_type: String
+    var reaction_summary: [ReactionSummaryJSON]
+    var timestamp: String
+}
