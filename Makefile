@@ -4,7 +4,7 @@
 SWIFT ?= swift
 ARGS ?= serve
 
-.PHONY: run test build deps test-deps samples bench clean
+.PHONY: run test smoke build deps test-deps samples bench clean
 
 deps:
 	scripts/install-deps.sh
@@ -23,6 +23,12 @@ run: build
 test: test-deps
 	$(SWIFT) build --build-tests
 	timeout --kill-after=30s 15m $(SWIFT) test --skip-build
+
+# The release binary, which is what users run: every sample probed, and the server answering an
+# upload (scripts/release-smoke.py). CI runs it after the tests.
+smoke: test-deps
+	$(SWIFT) build -c release --product mediagate
+	scripts/release-smoke.py .build/release/mediagate
 
 samples:
 	scripts/install-deps.sh --test

@@ -50,7 +50,7 @@ struct Probe: AsyncParsableCommand {
 
         // Every core busy, a bounded number of files in flight, results printed in input order.
         let window = 4 * media.jobsOrDefault
-        try await withThrowingTaskGroup(of: (Int, Result<MediaReport, any Error>).self) { group in
+        try await withThrowingTaskGroup(of: ProbeOutcome.self) { group in
             var next = 0
             var pending = [Int: Result<MediaReport, any Error>]()
             var printed = 0
@@ -60,15 +60,15 @@ struct Probe: AsyncParsableCommand {
                 next += 1
                 group.addTask {
                     do {
-                        return (index, .success(try await pipeline.probe(fileAt: files[index], thumbnail: request)))
+                        return ProbeOutcome(index: index, result: .success(try await pipeline.probe(fileAt: files[index], thumbnail: request)))
                     } catch {
-                        return (index, .failure(error))
+                        return ProbeOutcome(index: index, result: .failure(error))
                     }
                 }
             }
             for _ in 0..<window { submit() }
-            while let (index, result) = try await group.next() {
-                pending[index] = result
+            while let outcome = try await group.next() {
+                pending[outcome.index] = outcome.result
                 submit()
                 while let ready = pending.removeValue(forKey: printed) {
                     let path = files[printed]
@@ -89,10 +89,26 @@ struct Probe: AsyncParsableCommand {
                     }
                 }
             }
+            // Every file is printed, whatever the order results came in; anything else is a bug
+            // to report, not output to lose silently.
+            guard printed == files.count else {
+                throw ValidationError("internal error: \(files.count - printed) of \(files.count) results were lost")
+            }
         }
         printer.finish(files: files.count, failures: failures)
         if failures > 0 { throw ExitCode(1) }
     }
+}
+
+/// One file's result and its place in the input.
+///
+/// A struct, not an `(Int, Result<MediaReport, any Error>)` tuple: with that tuple as the task
+/// group's child result, Swift 6.3.1's release build (-O, Linux x86_64) hands back 0 as every
+/// child's index, so `probe` printed one line (another file's) for a whole batch and exited 0.
+/// Debug builds were right. A 40-line reproducer is in the #12 closing note.
+struct ProbeOutcome: Sendable {
+    var index: Int
+    var result: Result<MediaReport, any Error>
 }
 
 extension MediaOptions {

@@ -74,18 +74,27 @@ struct ProbePrinter {
         let dimensions = attachment.flatMap { a in a.width.map { "\($0)x\(a.height ?? 0)" } } ?? "-"
         let duration = attachment?.duration.map { String(format: "%.2fs", $0) } ?? "-"
         var columns = [
-            attachment?.type.rawValue ?? "-", attachment?.mimeType ?? "-",
+            attachment?.type.rawValue ?? "-", Self.fitted(attachment?.mimeType ?? "-", to: Self.widths[1] - 1),
             attachment?.size.map { ByteCountText.format($0, binary: false) } ?? "-", dimensions, duration, path,
         ]
         if let note { columns[5] += "  (\(note))" }
         write(columns: columns)
     }
 
+    /// Column widths, the last column (the path) excepted.
+    static let widths = [9, 28, 9, 11, 9]
+
+    /// `text` shortened to `width` characters with an ellipsis (office documents' MIME types run
+    /// to 73 characters and pushed every later column out of line).
+    static func fitted(_ text: String, to width: Int) -> String {
+        text.count <= width ? text : String(text.prefix(width - 1)) + "…"
+    }
+
     private func write(columns: [String]) {
-        let widths = [9, 28, 9, 11, 9]
         var line = ""
         for (index, column) in columns.enumerated() {
-            line += index < widths.count ? column.padding(toLength: max(widths[index], column.count + 1), withPad: " ", startingAt: 0) : column
+            line += index < Self.widths.count
+                ? column.padding(toLength: max(Self.widths[index], column.count + 1), withPad: " ", startingAt: 0) : column
         }
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }

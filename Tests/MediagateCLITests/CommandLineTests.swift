@@ -122,6 +122,22 @@ struct ExecutableTests {
         #expect(result.stderr.contains("2 files, 1 with errors"))
     }
 
+    @Test("the table keeps its columns for long MIME types")
+    func tableColumns() async throws {
+        let files = ["report.docx", "budget.xlsx", "clip-h264.mp4"].map(Fixtures.media)
+        let result = try await Tool.run(Self.executable, ["probe"] + files)
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        try #require(lines.count == 4, "\(result.stdout)")
+        // Every row's file column starts where the header's FILE does.
+        let header = try #require(lines.first)
+        let fileColumn = try #require(header.range(of: "FILE")).lowerBound.utf16Offset(in: header)
+        for (line, file) in zip(lines.dropFirst(), files) {
+            #expect(line.range(of: file).map { $0.lowerBound.utf16Offset(in: line) } == fileColumn, "\(line)")
+        }
+        #expect(lines[1].contains("application/vnd.openxmlfor…"))
+    }
+
     @Test("thumbnail writes the file; a file without a picture fails clearly")
     func thumbnailCommand() async throws {
         let out = try Fixtures.temporaryDirectory("cli-thumb").appendingPathComponent("poster.webp").path
