@@ -41,10 +41,10 @@ public struct IssuedTokens: Sendable {
     public var user: User
 }
 
-/// What a valid access token says: who, until when, and which login.
+/// What a valid access token says: who, and which login. (Its expiry matters only while it is
+/// checked: sockets outlive their token.)
 public struct AccessGrant: Sendable {
     public var user: User
-    public var expiresAt: Date
     /// The refresh-token family, if the token names one.
     public var session: String?
 }
@@ -153,7 +153,7 @@ public struct TokenService: Sendable {
         guard let id = Int64(claims.sub.value), let user = try await users.user(id: id) else {
             throw APIError.unauthorized("the account no longer exists")
         }
-        return AccessGrant(user: user, expiresAt: claims.exp.value, session: claims.fam)
+        return AccessGrant(user: user, session: claims.fam)
     }
 
     /// The grant of a token a WebSocket upgrade was just granted on (see ``UpgradedClaims``).
@@ -162,7 +162,7 @@ public struct TokenService: Sendable {
               let user = try await users.user(id: id) else {
             throw APIError.unauthorized("invalid access token")
         }
-        return AccessGrant(user: user, expiresAt: .distantPast, session: claims.fam)
+        return AccessGrant(user: user, session: claims.fam)
     }
 
     func accessToken(for user: User, session: String?) async throws -> String {
