@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks' shared corpus, made once and kept in Benchmarks/corpus (git ignores it):
-# JPEGS 4000x3000 photo-like JPEGs, VIDEOS 1080p H.264 clips, one 20000x20000 JPEG.
+# JPEGS 4000x3000 photo-like JPEGs, VIDEOS 1080p H.264 clips, FADES (3) 1080p clips that fade
+# in from black, one 20000x20000 JPEG.
 #
 #   Benchmarks/make-corpus.sh                 200 JPEGs, 10 videos
 #   JPEGS=50 VIDEOS=4 Benchmarks/make-corpus.sh
@@ -33,6 +34,15 @@ if [ "$(ls "$corpus/mp4" | wc -l)" -lt "$VIDEOS" ]; then
       -f lavfi -i "sine=frequency=$((200 + 10#$i * 20)):duration=10" \
       -vf "hue=h=$((10#$i * 30)),noise=alls=12:allf=t" -c:v libx264 -preset ultrafast -crf 23 \
       -c:a aac -b:a 64k -movflags +faststart "$corpus/mp4/clip-$i.mp4"
+  done
+fi
+mkdir -p "$corpus/fade"
+if [ "$(ls "$corpus/fade" | wc -l)" -lt "${FADES:-3}" ]; then
+  echo "making ${FADES:-3} 1080p 10 s videos that fade in from black, one keyframe each..."
+  for i in $(seq -w 1 "${FADES:-3}"); do
+    ffmpeg -nostdin -v error -y -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=10" \
+      -vf "hue=h=$((10#$i * 40)),fade=in:st=0:d=4" -c:v libx264 -preset ultrafast -crf 23 \
+      -g 300 -keyint_min 300 -sc_threshold 0 -movflags +faststart "$corpus/fade/fade-$i.mp4"
   done
 fi
 if [ ! -f "$corpus/huge-20000.jpg" ]; then

@@ -3,14 +3,20 @@
 #
 # Needs Debian's ffmpeg, libvips-tools and libimage-exiftool-perl (scripts/install-deps.sh).
 # The committed files are what tests use; rerun this only to change them.
+#
+#   scripts/make-samples.sh              everything
+#   scripts/make-samples.sh real-world   only samples/real-world (encoders are not bit-exact
+#                                        across versions: leave the other fixtures alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=samples
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+ff() { ffmpeg -nostdin -hide_banner -loglevel error -y "$@"; }
+
+media_and_hostile() {
 rm -rf "$out/media" "$out/hostile"
 mkdir -p "$out/media" "$out/hostile"
 m="$out/media"; h="$out/hostile"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-ff() { ffmpeg -nostdin -hide_banner -loglevel error -y "$@"; }
 
 # --- Images -------------------------------------------------------------------------------
 # A 300x400 (portrait) picture: red top half, blue bottom half, a gradient for texture.
@@ -164,4 +170,42 @@ open(f"{out}/playlist.mp4", "w").write("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTI
 # CSV that libvips would happily read as a 3x2 image if it were ever allowed to.
 open(f"{out}/numbers.png", "w").write("1,2,3\n4,5,6\n")
 PY
+}
+
+# --- Real world ---------------------------------------------------------------------------
+# Classes of file people send every day that tripped the pipeline up (issue #12), one small
+# file each.
+real_world() {
+local r="$out/real-world"
+rm -rf "$r"; mkdir -p "$r"
+# Fades in from black over 2.5 s with a single keyframe: every seek lands inside the fade.
+ff -f lavfi -i testsrc2=size=240x180:rate=25:duration=4 -vf "fade=in:st=0:d=2.5" \
+   -c:v libx264 -preset veryfast -crf 34 -g 250 -keyint_min 250 -sc_threshold 0 "$r/fade-in.mp4"
+# What a browser's MediaRecorder writes: WebM streamed to a pipe, so no Duration and no Cues.
+ff -f lavfi -i testsrc2=size=160x120:rate=25:duration=3 -f lavfi -i sine=frequency=440:sample_rate=48000:duration=3 \
+   -c:v libvpx -b:v 120k -deadline realtime -cpu-used 8 -c:a libopus -b:a 24k -f webm pipe:1 > "$r/recorder.webm"
+# Phone voice recordings: AAC in 3GPP and 3GPP2 containers.
+local voice=(-f lavfi -i sine=frequency=330:sample_rate=8000:duration=3 -c:a aac -b:a 16k)
+ff "${voice[@]}" -f 3gp "$r/voice-memo.3gp"
+ff "${voice[@]}" -f 3g2 "$r/voice-memo.3g2"
+ff -f lavfi -i sine=frequency=330:sample_rate=8000:duration=1 -c:a pcm_s16be "$r/tone.aiff"
+ff -f lavfi -i sine=frequency=330:sample_rate=22050:duration=2 -c:a wmav2 -b:a 32k "$r/tone.wma"
+# A baseline JPEG cut off after 60 % of its bytes, as an interrupted transfer leaves it.
+python3 "scripts/samples/test-card.py" "$tmp/card.ppm"
+vips jpegsave "$tmp/card.ppm" "$tmp/whole.jpg" --Q 85
+head -c $(( $(stat -c %s "$tmp/whole.jpg") * 6 / 10 )) "$tmp/whole.jpg" > "$r/cut-short.jpg"
+# A sticker-style GIF: a 640x480 logical screen (a size libnsgif distrusts) whose first frame
+# covers only 50x40 of it.
+python3 "scripts/samples/sticker-gif.py" "$r/sticker.gif"
+# An MP4 whose headers are whole but whose picture data is zeros: no frame decodes.
+ff -f lavfi -i testsrc2=size=160x120:rate=25:duration=1 -c:v libx264 -preset veryfast -crf 34 \
+   -movflags +faststart "$tmp/whole.mp4"
+python3 "scripts/samples/zero-mdat.py" "$tmp/whole.mp4" "$r/no-pictures.mp4"
+}
+
+case "${1:-all}" in
+  all) media_and_hostile; real_world ;;
+  real-world) real_world ;;
+  *) echo "usage: $0 [real-world]" >&2; exit 2 ;;
+esac
 du -sh "$out"

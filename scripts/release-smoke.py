@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Smoke check of the release binary, which is what users run (CI runs it after the tests).
 
-1. `mediagate probe --json --thumbnails DIR` over every file in samples/: one line per file, in
-   input order, each line's attachment named after its own path, and a thumbnail file for every
-   file that has a picture (a BlurHash). The release build once printed one line for 32 files,
+1. `mediagate probe --json --thumbnails DIR` over every file in samples/ (media, hostile,
+   real-world): one line per file, in input order, each line's attachment named after its own
+   path, and a thumbnail file for every file that has a picture (a BlurHash). The release build once printed one line for 32 files,
    carrying another file's attachment, and exited 0.
 2. `mediagate serve` from the release binary on 127.0.0.1 answers a sign-up and a multipart
    upload with curl, and serves the bytes back by the upload's capability name.
@@ -33,7 +33,7 @@ def check(condition, message):
 
 def probe_samples(work):
     files = []
-    for folder in ("media", "hostile"):
+    for folder in ("media", "hostile", "real-world"):
         directory = os.path.join(ROOT, "samples", folder)
         files += sorted(os.path.join(directory, name) for name in os.listdir(directory) if not name.startswith("."))
     thumbs = os.path.join(work, "thumbs")

@@ -3,6 +3,9 @@
 #include <string.h>
 #include <vips/vips.h>
 
+// libvips keeps one error buffer for the whole process, and worker threads fail at the same
+// time: each function here clears it only on its own failure, right after copying it, never on
+// success, so that one file's success does not erase the message of another's failure.
 static char *copy_error(void) {
     char *message = vips_error_buffer_copy();
     if (message == NULL || message[0] == '\0') {
@@ -59,8 +62,9 @@ static void copy_nickname(const char *class_name, char *nickname, size_t capacit
 }
 
 void mg_vips_loader_for_buffer(const void *buffer, size_t length, char *nickname, size_t capacity) {
-    copy_nickname(vips_foreign_find_load_buffer(buffer, length), nickname, capacity);
-    vips_error_clear();
+    const char *class_name = vips_foreign_find_load_buffer(buffer, length);
+    copy_nickname(class_name, nickname, capacity);
+    if (class_name == NULL) vips_error_clear();
 }
 
 // What a loaded (not decoded) image's header says.
@@ -100,7 +104,6 @@ int mg_vips_read_header(const char *path, int from_source, mg_vips_header *out, 
     }
     fill_header(image, out);
     g_object_unref(image);
-    vips_error_clear();
     return 0;
 fail:
     *error = copy_error();
@@ -230,8 +233,8 @@ done:
         out->timed_out = watch.fired;
         *error = copy_error();
         mg_vips_result_free(out);
+        vips_error_clear();
     }
-    vips_error_clear();
     return status;
 }
 
@@ -277,13 +280,44 @@ static int thumbnail_scaled_jpeg(const char *path, const mg_thumbnail_request *r
             VipsImage *srgb = flatten_to_srgb8(upright);
             if (srgb == NULL || vips_jpegsave(srgb, request->decoded_path, "Q", 90, "strip", TRUE, NULL)) {
                 remove(request->decoded_path);
+                vips_error_clear();
             }
             if (srgb) g_object_unref(srgb);
             g_object_unref(upright);
+        } else {
+            vips_error_clear();
         }
-        vips_error_clear();
     }
     g_object_unref(decoded);
+    return status;
+}
+
+/// A GIF's first frame on its logical screen. libvips (libnsgif) sizes its canvas from the
+/// frames when the screen size is one it distrusts (640x480, 800x600, ...), but always keeps
+/// the screen's origin; so cropping or extending at (0, 0) gives the screen the file declares.
+static int thumbnail_gif_on_canvas(const char *path, const mg_thumbnail_request *request,
+                                   mg_thumbnail_result *out, char **error) {
+    VipsImage *frame = NULL, *alpha = NULL, *canvas = NULL, *thumb = NULL;
+    int failed = vips_gifload(path, &frame, "fail_on", fail_on_for(request), NULL);
+    if (!failed) {
+        if (vips_image_hasalpha(frame)) {
+            alpha = frame;
+            g_object_ref(alpha);
+        } else {
+            failed = vips_bandjoin_const1(frame, &alpha, 255.0, NULL);
+        }
+    }
+    // VIPS_EXTEND_BLACK is zero in every band: transparent, as browsers show an empty screen.
+    if (!failed) failed = vips_embed(alpha, &canvas, 0, 0, request->canvas_width, request->canvas_height,
+                                     "extend", VIPS_EXTEND_BLACK, NULL);
+    if (!failed) failed = vips_thumbnail_image(canvas, &thumb, request->width, "height", request->height,
+                                               "size", VIPS_SIZE_DOWN, "crop", crop_for(request), NULL);
+    if (frame) g_object_unref(frame);
+    if (alpha) g_object_unref(alpha);
+    if (canvas) g_object_unref(canvas);
+    if (failed) { *error = copy_error(); vips_error_clear(); return -1; }
+    int status = finish(thumb, request, out, error);
+    g_object_unref(thumb);
     return status;
 }
 
@@ -292,7 +326,9 @@ int mg_vips_thumbnail_file(const char *path, int from_source, const mg_thumbnail
     memset(out, 0, sizeof(*out));
     VipsImage *thumb = NULL;
     int failed;
-    if (from_source) {
+    if (request->canvas_width > 0 && request->canvas_height > 0) {
+        return thumbnail_gif_on_canvas(path, request, out, error);
+    } else if (from_source) {
         VipsSource *source = vips_source_new_from_file(path);
         if (source == NULL) { *error = copy_error(); return -1; }
         failed = vips_thumbnail_source(source, &thumb, request->width,

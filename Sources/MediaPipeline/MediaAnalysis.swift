@@ -44,12 +44,26 @@ struct MediaAnalysis {
             }
         } catch {
             report.error = error
+            Self.deliverAsPlainFile(&report.attachment, because: error)
         }
         if report.error == nil, request != nil, report.thumbnail == nil, case .none = route.decoder {
             // Asked for a thumbnail of a text or office document: nothing to draw.
             report.error = MediaError(.noThumbnail, "\(mimeType) has no picture to make a thumbnail from")
         }
         return report
+    }
+
+    /// Media no decoder here can read (damaged, over the pixel limit, too slow, a codec we lack)
+    /// is still the sender's file: it is delivered as type `file`, which clients offer as a
+    /// download, rather than as an image or video they would try to decode themselves, and
+    /// rather than refused (Element sends an image it cannot load as `m.file` the same way).
+    /// The sniffed `mimeType` stays, for what it is worth; the file server sends it as
+    /// `application/octet-stream`.
+    static func deliverAsPlainFile(_ attachment: inout Attachment, because error: MediaError) {
+        guard attachment.type != .file else { return }
+        attachment.warning = "\(attachment.mimeType ?? "this file") could not be shown (\(error.code)): \(error.message); it is delivered as a plain file"
+        attachment.type = .file
+        attachment.blurhash = nil
     }
 
     func thumbnail(path: String, request: ThumbnailRequest) throws(MediaError) -> Thumbnail {
@@ -140,14 +154,18 @@ struct MediaAnalysis {
         }
         report.attachment = attachment
         if let rendered = facts.rendered { apply(rendered, to: &report) }
-        // A missing cover is only an error when a thumbnail was asked for.
-        if let error = facts.renderError, request != nil || error.code != .noThumbnail {
-            report.error = error
+        if let error = facts.renderError {
+            // A video none of whose frames decodes is not a video anyone can play.
+            if facts.kind == .video { throw error }
+            // Audio plays without its cover: a missing one matters only when a thumbnail was
+            // asked for, a damaged one is reported but the file stays audio.
+            if request != nil || error.code != .noThumbnail { report.error = error }
         }
     }
 
     private func apply(_ rendered: RenderedPicture, to report: inout MediaReport) {
         report.thumbnail = rendered.thumbnail
+        report.attachment.warning = rendered.warning
         if let preview = rendered.preview {
             let landscape = preview.width >= preview.height
             report.attachment.blurhash = BlurHash.encode(
@@ -159,7 +177,10 @@ struct MediaAnalysis {
     /// libmagic names containers, not contents: an audio-only MP4 is `video/mp4` to it.
     static func mimeType(_ sniffed: String, refinedFor kind: Attachment.Kind) -> String {
         switch (sniffed, kind) {
-        case ("video/mp4", .audio), ("video/quicktime", .audio), ("video/3gpp", .audio): "audio/mp4"
+        case ("video/mp4", .audio), ("video/quicktime", .audio): "audio/mp4"
+        case ("video/3gpp", .audio): "audio/3gpp"
+        case ("video/3gpp2", .audio): "audio/3gpp2"
+        case ("video/x-ms-asf", .audio): "audio/x-ms-wma"
         case ("video/webm", .audio): "audio/webm"
         case ("video/x-matroska", .audio): "audio/x-matroska"
         case ("video/ogg", .audio): "audio/ogg"

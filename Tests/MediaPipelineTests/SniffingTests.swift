@@ -244,8 +244,8 @@ struct WorkerPoolTests {
         }
         // A truncated JPEG's header is whole: only the full probe finds the damage.
         let truncated = Fixtures.hostile("truncated.jpg")
-        #expect(try await processor.probe(fileAt: truncated).error?.code == .corrupt)
-        #expect(try await processor.probe(fileAt: truncated, depth: .headers).error == nil)
+        #expect(try await processor.probe(fileAt: truncated).attachment.warning != nil)
+        #expect(try await processor.probe(fileAt: truncated, depth: .headers).attachment.warning == nil)
         #expect(try await processor.probe(fileAt: Fixtures.hostile("empty.bin"), depth: .headers).error?.code == .empty)
     }
 }

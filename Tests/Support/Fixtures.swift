@@ -16,6 +16,11 @@ public enum Fixtures {
         samples.appendingPathComponent("hostile").appendingPathComponent(name).path
     }
 
+    /// The everyday files that once came out wrong (`scripts/make-samples.sh real-world`).
+    public static func realWorld(_ name: String) -> String {
+        samples.appendingPathComponent("real-world").appendingPathComponent(name).path
+    }
+
     /// Every file in `samples/media`, sorted.
     public static var allMedia: [String] {
         let folder = samples.appendingPathComponent("media")

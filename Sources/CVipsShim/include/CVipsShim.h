@@ -49,6 +49,8 @@ typedef struct mg_thumbnail_request {
     int64_t deadline_us;    ///< g_get_monotonic_time() after which work is killed; 0 for none
     int jpeg_shrink;        ///< 2, 4 or 8: decode a JPEG file at 1/N (DCT scaling) first; 0 or 1: let libvips choose
     const char *decoded_path; ///< with jpeg_shrink > 1: also write the decoded picture, upright, as a Q90 JPEG here; NULL: don't
+    int canvas_width;       ///< > 0: a GIF's logical screen; the first frame is placed on a transparent canvas this size
+    int canvas_height;
 } mg_thumbnail_request;
 
 typedef struct mg_thumbnail_result {

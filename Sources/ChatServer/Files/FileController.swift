@@ -25,6 +25,7 @@ struct FileController: Sendable {
         "image/jpeg", "image/png", "image/gif", "image/webp", "image/avif", "image/heic", "image/heif", "image/bmp",
         "video/mp4", "video/webm", "video/quicktime", "audio/mpeg", "audio/mp4", "audio/ogg", "audio/webm",
         "audio/flac", "audio/x-flac", "audio/x-wav", "audio/aac", "application/pdf",
+        "video/3gpp", "video/3gpp2", "audio/3gpp", "audio/3gpp2", "audio/x-aiff", "audio/x-ms-wma", "video/x-ms-asf",
     ]
 
     var endpoints: RouteCollection<ChatRequestContext> {
@@ -41,6 +42,10 @@ struct FileController: Sendable {
         let query = request.uri.queryParameters
         if !byCapability { try await authorise(request, query: query, file: file, variant: "thumbnail") }
         let asked = try Self.thumbnailRequest(query: query, accept: request.headers[.accept])
+        // A plain file has nothing to draw, and media kept as one failed to decode already.
+        guard file.attachment.type != .file else {
+            throw APIError(.notFound, code: "no_thumbnail", "\(file.attachment.filename) is delivered as a plain file, with no picture")
+        }
         let thumbnail: (bytes: ByteBuffer, name: String)
         do {
             thumbnail = try await thumbnails.thumbnailBytes(blob: store.blobPath(sha256: file.sha256), sha256: file.sha256,
@@ -98,7 +103,7 @@ struct FileController: Sendable {
     @Sendable func serve(_ request: Request, context: ChatRequestContext) async throws -> Response {
         let (file, byCapability) = try await requestedFile(context)
         if !byCapability { try await authorise(request, query: request.uri.queryParameters, file: file, variant: "original") }
-        let mimeType = file.attachment.mimeType ?? "application/octet-stream"
+        let mimeType = Self.servedType(of: file.attachment)
         let etag = "\"\(file.sha256)\""
         var headers: HTTPFields = [
             .contentType: mimeType,
@@ -159,6 +164,16 @@ struct FileController: Sendable {
         guard let token = AccessTokenMiddleware.token(in: request) else { throw APIError.unauthorized("an access token or a signed URL is required") }
         let user = try await tokens.verify(accessToken: token).user
         guard try await store.canRead(fileId: file.id, userId: user.id) else { throw APIError.notFound("no such file") }
+    }
+
+    /// The Content-Type a file is sent with: its sniffed type, except for image, audio and
+    /// video bytes delivered as a plain `file` (undecodable or over the limits), which go out
+    /// as opaque bytes so that no browser or player tries to decode them after all.
+    static func servedType(of attachment: Attachment) -> String {
+        let sniffed = attachment.mimeType ?? "application/octet-stream"
+        let family = sniffed.split(separator: "/").first ?? ""
+        if attachment.type == .file, ["image", "video", "audio"].contains(family) { return "application/octet-stream" }
+        return sniffed
     }
 
     static func disposition(for attachment: Attachment, mimeType: String) -> String {

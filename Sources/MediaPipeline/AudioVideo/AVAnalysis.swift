@@ -20,6 +20,9 @@ struct AVFacts: Sendable {
 enum AVAnalysis {
     /// Packets read while looking for one decodable frame before giving up.
     private static let maxPacketsPerFrame = 600
+    /// Frames decoded and dropped between a keyframe and the moment a poster is judged at: ten
+    /// seconds at 30 fps, far more than any phone's keyframe interval.
+    static let maxFramesForward = 300
     /// Later positions, as fractions of the duration, tried when the opening frame is blank.
     private static let posterCandidates: [Double] = [0.1, 0.25, 0.5]
 
@@ -42,6 +45,9 @@ enum AVAnalysis {
         }
         var facts = AVFacts(kind: video != nil ? .video : .audio, hasAudio: audio != nil)
         facts.duration = duration(of: input, video ?? audio!)
+        if facts.duration == nil, demuxer == "matroska" {
+            facts.duration = matroskaDurationFromTail(path: path, startTime: input.context.pointee.start_time, deadline: deadline)
+        }
         if let audio { facts.audioCodec = codecName(audio) }
 
         if let video {
@@ -109,10 +115,57 @@ enum AVAnalysis {
         return Double(streamDuration) * Double(base.num) / Double(base.den)
     }
 
+    /// Bytes from the end of a Matroska file searched for its last cluster, smallest first.
+    private static let tailWindows = [1 << 20, 16 << 20]
+    /// Packets read from one window at most.
+    private static let maxTailPackets = 20_000
+
+    /// Matroska written live, as a browser's `MediaRecorder` writes WebM, has no Duration
+    /// element and no Cues: its length is where its last cluster ends. Read from a second
+    /// opening of the file, seeked by bytes into its tail (the demuxer resynchronises on the
+    /// next cluster), so the first opening stays at the start for the poster. Bounded by the
+    /// window, a packet count and the deadline; nil when the tail holds no whole cluster.
+    private static func matroskaDurationFromTail(path: String, startTime: Int64, deadline: Deadline) -> Double? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        let size = Int64(info.st_size)
+        let start = startTime == mg_av_nopts_value() ? 0 : Double(startTime) / Double(AV_TIME_BASE)
+        for window in tailWindows {
+            guard let tail = try? AVInput(path: path, demuxer: "matroska", deadline: deadline) else { return nil }
+            let from = max(0, size - Int64(window))
+            guard av_seek_frame(tail.context, -1, from, AVSEEK_FLAG_BYTE) >= 0 else { return nil }
+            var end: Double?
+            guard let packet = av_packet_alloc() else { return nil }
+            defer {
+                var owned: UnsafeMutablePointer<AVPacket>? = packet
+                av_packet_free(&owned)
+            }
+            let streams = tail.streams
+            for _ in 0..<maxTailPackets where !deadline.hasPassed {
+                guard av_read_frame(tail.context, packet) >= 0 else { break }
+                defer { av_packet_unref(packet) }
+                let index = Int(packet.pointee.stream_index)
+                let stamp = packet.pointee.pts != mg_av_nopts_value() ? packet.pointee.pts : packet.pointee.dts
+                guard index < streams.count, stamp != mg_av_nopts_value() else { continue }
+                let base = streams[index].pointee.time_base
+                guard base.den > 0 else { continue }
+                let seconds = Double(stamp + max(0, packet.pointee.duration)) * Double(base.num) / Double(base.den)
+                end = max(end ?? seconds, seconds)
+            }
+            if let end, end > start { return end - start }
+            if from == 0 { return nil }
+        }
+        return nil
+    }
+
     // MARK: - Pictures
 
-    /// A representative frame: the first one, unless it is black or blank and a later keyframe
-    /// (at 10 %, 25 %, 50 % of the duration) has a picture.
+    /// A representative frame: the first one, unless it is black or blank and a later moment
+    /// (10 %, 25 %, 50 % of the duration) has a picture.
+    ///
+    /// Seeking lands on the keyframe at or before each moment; the frames from there up to the
+    /// moment are decoded and the one at the moment judged. Taking the keyframe itself would
+    /// judge a video that fades in from black by a frame inside the fade, four times over.
     private static func poster(input: AVInput, stream: UnsafeMutablePointer<AVStream>, rotation: Int, maxPixels: Int,
                                request: ThumbnailRequest?, previewSize: Int, deadline: Deadline) throws(MediaError) -> RenderedPicture {
         let decoder = try AVDecoder(stream: stream, maxPixels: maxPixels)
@@ -120,8 +173,8 @@ enum AVAnalysis {
         let duration = self.duration(of: input, stream) ?? 0
         let positions: [Double?] = [nil] + (duration > 1 ? posterCandidates.map { $0 * duration } : [])
         for position in positions {
-            if let position { seek(input, stream: stream, decoder: decoder, to: position) }
-            guard let frame = try decodeFrame(input, stream: stream, decoder: decoder, deadline: deadline) else { continue }
+            let target = position.flatMap { seek(input, stream: stream, decoder: decoder, to: $0) }
+            guard let frame = try decodeFrame(input, stream: stream, decoder: decoder, notBefore: target, deadline: deadline) else { continue }
             var mean = 0.0, deviation = 0.0
             guard mg_av_frame_luma_stats(frame.frame, &mean, &deviation) == 0 else {
                 best = (frame, .infinity) // no Y plane to judge by: take it
@@ -143,33 +196,61 @@ enum AVAnalysis {
                                       request: request, previewSize: previewSize, deadline: deadline)
     }
 
-    private static func seek(_ input: AVInput, stream: UnsafeMutablePointer<AVStream>, decoder: AVDecoder, to seconds: Double) {
+    /// Seeks to the keyframe at or before `seconds` into the stream; returns that moment as a
+    /// timestamp in the stream's time base, or nil when the demuxer could not seek.
+    private static func seek(_ input: AVInput, stream: UnsafeMutablePointer<AVStream>, decoder: AVDecoder, to seconds: Double) -> Int64? {
         let base = stream.pointee.time_base
-        guard base.num > 0 else { return }
+        guard base.num > 0 else { return nil }
         var timestamp = Int64(seconds * Double(base.den) / Double(base.num))
         let start = stream.pointee.start_time
         if start != mg_av_nopts_value() { timestamp += start }
-        if av_seek_frame(input.context, stream.pointee.index, timestamp, AVSEEK_FLAG_BACKWARD) >= 0 {
-            avcodec_flush_buffers(decoder.context)
-        }
+        guard av_seek_frame(input.context, stream.pointee.index, timestamp, AVSEEK_FLAG_BACKWARD) >= 0 else { return nil }
+        avcodec_flush_buffers(decoder.context)
+        return timestamp
     }
 
-    /// The next decodable frame of `stream`, or nil at the end of the file.
+    /// The next decodable frame of `stream` whose timestamp is at least `notBefore` (any frame
+    /// when nil), or nil at the end of the file. Frames before it are decoded and dropped, at
+    /// most `maxFramesForward` of them: a video with keyframes minutes apart then yields the
+    /// frame that far in, not an unbounded decode.
     private static func decodeFrame(_ input: AVInput, stream: UnsafeMutablePointer<AVStream>, decoder: AVDecoder,
-                                    deadline: Deadline) throws(MediaError) -> AVFrameBox? {
+                                    notBefore target: Int64? = nil, deadline: Deadline) throws(MediaError) -> AVFrameBox? {
         let frame = try AVFrameBox()
         guard let packet = av_packet_alloc() else { throw MediaError(.io, "FFmpeg: out of memory") }
         defer {
             var owned: UnsafeMutablePointer<AVPacket>? = packet
             av_packet_free(&owned)
         }
-        var packetsSent = 0
-        while packetsSent < maxPacketsPerFrame {
+        var packetsSent = 0, framesSkipped = 0
+        /// Whether `frame` (just decoded) is the one wanted; unreferences it when not.
+        func wanted() -> Bool {
+            let timestamp = frame.frame.pointee.best_effort_timestamp
+            if let target, timestamp != mg_av_nopts_value(), timestamp < target, framesSkipped < maxFramesForward {
+                framesSkipped += 1
+                av_frame_unref(frame.frame)
+                return false
+            }
+            return true
+        }
+        while true {
+            // Every frame the decoder has ready, before it is given more.
+            while avcodec_receive_frame(decoder.context, frame.frame) == 0 {
+                if wanted() { return frame }
+            }
+            if packetsSent >= maxPacketsPerFrame + maxFramesForward { return nil }
             if deadline.hasPassed { throw MediaError(.timedOut, "decoding a video frame took longer than the time limit") }
             let status = av_read_frame(input.context, packet)
             if status == mg_averror_eof() {
-                avcodec_send_packet(decoder.context, nil) // drain what the decoder holds
-                return avcodec_receive_frame(decoder.context, frame.frame) == 0 ? frame : nil
+                // Drain what the decoder holds; past the end the last frame is the best there is.
+                avcodec_send_packet(decoder.context, nil)
+                var last: AVFrameBox?
+                while avcodec_receive_frame(decoder.context, frame.frame) == 0 {
+                    let copy = try AVFrameBox()
+                    av_frame_move_ref(copy.frame, frame.frame)
+                    last = copy
+                    if let target, copy.frame.pointee.best_effort_timestamp >= target { return copy }
+                }
+                return last
             }
             if status < 0 { throw AVLibrary.error(status, while: "reading a packet", deadline: deadline) }
             guard packet.pointee.stream_index == stream.pointee.index else {
@@ -180,9 +261,7 @@ enum AVAnalysis {
             let sent = avcodec_send_packet(decoder.context, packet)
             av_packet_unref(packet)
             if sent < 0, sent != mg_averror_eagain() { continue } // a damaged packet: try the next
-            if avcodec_receive_frame(decoder.context, frame.frame) == 0 { return frame }
         }
-        return nil
     }
 
     /// The picture embedded in an audio file, if it is a JPEG, PNG, WebP or GIF.

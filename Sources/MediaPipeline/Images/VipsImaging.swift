@@ -12,6 +12,8 @@ struct PreviewPixels: Sendable {
 struct RenderedPicture: Sendable {
     var thumbnail: Thumbnail?
     var preview: PreviewPixels?
+    /// Set when the picture was drawn from damaged bytes, as far as they go.
+    var warning: String?
 }
 
 /// An image header read without decoding pixels.
@@ -21,6 +23,9 @@ struct ImageHeader: Sendable {
     var pages: Int
     var orientation: Int
     var loader: String
+    /// A GIF whose logical screen differs from the canvas libvips would draw: frames are
+    /// placed on this instead (see ``GIFScreen``).
+    var gifScreen: GIFScreen?
 
     /// EXIF orientations 5...8 turn the picture a quarter turn.
     var isQuarterTurned: Bool { (5...8).contains(orientation) }
@@ -49,19 +54,48 @@ enum VipsImaging {
             throw failure(error, timedOut: false, context: "reading the image header")
         }
         let loader = withUnsafeBytes(of: header.loader) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-        return ImageHeader(
+        var image = ImageHeader(
             width: Int(header.width), height: Int(header.height), pages: max(1, Int(header.pages)),
             orientation: Int(header.orientation), loader: loader)
+        if loader == "gifload", let screen = GIFScreen.read(path: path), screen.width != image.width || screen.height != image.height {
+            image.width = screen.width
+            image.height = screen.height
+            image.gifScreen = screen
+        }
+        return image
     }
 
     /// Thumbnails a file (first page or frame, orientation applied, shrink-on-load).
+    ///
+    /// A JPEG that ends early (an interrupted transfer; some phones' HDR JPEGs) is drawn as far
+    /// as its bytes go, with a warning, as `vipsthumbnail` does: only after a strict pass has
+    /// failed, so a damaged file is never passed off as a whole one.
     static func render(path: String, route: VipsRoute, header: ImageHeader, request: ThumbnailRequest?, previewSize: Int,
                        deadline: Deadline) throws(MediaError) -> RenderedPicture {
+        do {
+            return try render(path: path, route: route, header: header, request: request, previewSize: previewSize,
+                              deadline: deadline, strict: true)
+        } catch where error.code == .corrupt && header.loader == "jpegload" {
+            // Not decided on libjpeg's words ("Premature end of JPEG file"): libvips' error
+            // buffer is shared by every thread, so the message may be another file's.
+            var rendered = try render(path: path, route: route, header: header, request: request, previewSize: previewSize,
+                                      deadline: deadline, strict: false)
+            rendered.warning = "the JPEG is cut short or damaged; it is shown as far as it decodes"
+            return rendered
+        }
+    }
+
+    private static func render(path: String, route: VipsRoute, header: ImageHeader, request: ThumbnailRequest?, previewSize: Int,
+                               deadline: Deadline, strict: Bool) throws(MediaError) -> RenderedPicture {
         let shrink = header.loader == "jpegload" ? jpegShrink(header: header, request: request) : 1
-        return try render(request: request, previewSize: previewSize, deadline: deadline) { spec, result, error in
+        return try render(request: request, previewSize: previewSize, deadline: deadline, strict: strict) { spec, result, error in
             var spec = spec.pointee
             spec.jpeg_shrink = Int32(shrink)
-            guard shrink > 1, let keep = request?.decodedPicturePath else {
+            if let screen = header.gifScreen {
+                spec.canvas_width = Int32(screen.width)
+                spec.canvas_height = Int32(screen.height)
+            }
+            guard shrink > 1, strict, let keep = request?.decodedPicturePath else {
                 return mg_vips_thumbnail_file(path, route.readsThroughSource ? 1 : 0, &spec, result, error)
             }
             return keep.withCString { keepPath in
@@ -119,7 +153,7 @@ enum VipsImaging {
     }
 
     private static func render(
-        request: ThumbnailRequest?, previewSize: Int, deadline: Deadline,
+        request: ThumbnailRequest?, previewSize: Int, deadline: Deadline, strict: Bool = true,
         _ call: (UnsafePointer<mg_thumbnail_request>, UnsafeMutablePointer<mg_thumbnail_result>,
                  UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32
     ) throws(MediaError) -> RenderedPicture {
@@ -132,7 +166,7 @@ enum VipsImaging {
         spec.format = Int32(request.map { formatCode($0.format) } ?? Int(MG_FORMAT_NONE.rawValue))
         spec.quality = Int32(request?.quality ?? 80)
         spec.preview_size = Int32(previewSize)
-        spec.fail_on_truncated = 1
+        spec.fail_on_truncated = strict ? 1 : 0
         spec.deadline_us = deadline.onClock(now: mg_vips_now_us())
 
         var result = mg_thumbnail_result()

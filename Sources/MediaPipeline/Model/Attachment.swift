@@ -46,13 +46,16 @@ public struct Attachment: Codable, Sendable, Hashable {
     public var hasAudio: Bool?
     /// The type the file name's extension claims, when it differs from the sniffed ``mimeType``.
     public var claimedMimeType: String?
+    /// Something a person should know about the file: a picture drawn from a truncated file,
+    /// or media kept as a plain file because it could not be decoded (see ``type``).
+    public var warning: String?
 
     public init(
         type: Kind, filename: String, url: String? = nil, size: Int? = nil, mimeType: String? = nil,
         thumbnailUrl: String? = nil, duration: Double? = nil, width: Int? = nil, height: Int? = nil,
         sha256: String? = nil, blurhash: String? = nil, pageCount: Int? = nil, animated: Bool? = nil,
         frameCount: Int? = nil, codec: String? = nil, audioCodec: String? = nil, hasAudio: Bool? = nil,
-        claimedMimeType: String? = nil
+        claimedMimeType: String? = nil, warning: String? = nil
     ) {
         self.type = type
         self.filename = filename
@@ -72,11 +75,12 @@ public struct Attachment: Codable, Sendable, Hashable {
         self.audioCodec = audioCodec
         self.hasAudio = hasAudio
         self.claimedMimeType = claimedMimeType
+        self.warning = warning
     }
 
     private enum CodingKeys: String, CodingKey {
         case type, filename, url, size, mimeType, thumbnailUrl, duration, width, height
-        case sha256, blurhash, pageCount, animated, frameCount, codec, audioCodec, hasAudio, claimedMimeType
+        case sha256, blurhash, pageCount, animated, frameCount, codec, audioCodec, hasAudio, claimedMimeType, warning
     }
 
     // Written by hand so that absent values appear as `null`, as in the SPEC's example, rather
@@ -101,5 +105,6 @@ public struct Attachment: Codable, Sendable, Hashable {
         try container.encode(audioCodec, forKey: .audioCodec)
         try container.encode(hasAudio, forKey: .hasAudio)
         try container.encode(claimedMimeType, forKey: .claimedMimeType)
+        try container.encode(warning, forKey: .warning)
     }
 }

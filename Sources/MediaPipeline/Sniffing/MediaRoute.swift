@@ -65,7 +65,11 @@ extension MediaRoute {
         // The kind here is a first guess: the streams decide (an audio-only MP4 is audio).
         "video/mp4": av(.video, "mov"),
         "video/quicktime": av(.video, "mov"),
+        // 3GPP and 3GPP2: what phones record voice notes and MMS video in (AAC, AMR, H.263).
         "video/3gpp": av(.video, "mov"),
+        "video/3gpp2": av(.video, "mov"),
+        "audio/3gpp": av(.audio, "mov"),
+        "audio/3gpp2": av(.audio, "mov"),
         "video/x-m4v": av(.video, "mov"),
         "audio/mp4": av(.audio, "mov"),
         "audio/x-m4a": av(.audio, "mov"),
@@ -83,6 +87,12 @@ extension MediaRoute {
         "audio/wav": av(.audio, "wav"),
         "audio/vnd.wave": av(.audio, "wav"),
         "audio/aac": av(.audio, "aac"),
+        "audio/x-aiff": av(.audio, "aiff"),
+        "audio/aiff": av(.audio, "aiff"),
+        // Windows Media: libmagic names every ASF file video/x-ms-asf; WMA is ASF with only sound.
+        "video/x-ms-asf": av(.video, "asf"),
+        "audio/x-ms-wma": av(.audio, "asf"),
+        "video/x-ms-wmv": av(.video, "asf"),
         "audio/x-hx-aac-adts": av(.audio, "aac"),
     ]
 
@@ -116,6 +126,8 @@ enum ClaimedType {
         "webm": "video/webm", "mkv": "video/x-matroska", "avi": "video/x-msvideo",
         "mp3": "audio/mpeg", "m4a": "audio/mp4", "aac": "audio/aac", "ogg": "audio/ogg",
         "opus": "audio/ogg", "flac": "audio/flac", "wav": "audio/x-wav",
+        "3gp": "video/3gpp", "3g2": "video/3gpp2", "aif": "audio/x-aiff", "aiff": "audio/x-aiff",
+        "wma": "audio/x-ms-wma", "wmv": "video/x-ms-wmv",
         "txt": "text/plain", "md": "text/markdown", "csv": "text/csv", "html": "text/html", "htm": "text/html",
         "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
