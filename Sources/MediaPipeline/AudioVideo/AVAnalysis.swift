@@ -160,8 +160,9 @@ enum AVAnalysis {
 
     // MARK: - Pictures
 
-    /// A representative frame: the first one, unless it is black or blank and a later moment
-    /// (10 %, 25 %, 50 % of the duration) has a picture.
+    /// A representative frame: the first one, unless it is black or blank; then the one with
+    /// the most contrast of the moments at 10 %, 25 % and 50 % of the duration (a video that
+    /// fades in is still dim at 10 %, so the first that is not black is not taken blindly).
     ///
     /// Seeking lands on the keyframe at or before each moment; the frames from there up to the
     /// moment are decoded and the one at the moment judged. Taking the keyframe itself would
@@ -181,7 +182,7 @@ enum AVAnalysis {
                 break
             }
             if best == nil || deviation > best!.contrast { best = (frame, deviation) }
-            if mean > 24, deviation > 8 { break } // a picture, not a black or flat frame
+            if position == nil, mean > 24, deviation > 8 { break } // it opens on a picture, not a black or flat frame
         }
         guard let chosen = best?.frame else { throw MediaError(.corrupt, "no video frame could be decoded") }
 
