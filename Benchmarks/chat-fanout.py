@@ -19,7 +19,7 @@ Needs: pip install websockets (scripts/install-deps.sh --bench).
 """
 import asyncio, json, os, resource, subprocess, tempfile, time
 
-from benchlib import BINARY, ROOT, call, cpu_seconds, free_port, peak_rss_mib, percentile
+from benchlib import BINARY, NO_RATE_LIMITS, ROOT, call, cpu_seconds, free_port, peak_rss_mib, percentile
 from websockets.asyncio.client import connect
 
 SOCKETS = int(os.environ.get("SOCKETS", 1000))
@@ -54,7 +54,7 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1000+ sockets; inherited by the server
     data = tempfile.mkdtemp(prefix="mediagate-fanout-")
     with open(os.path.join(data, "config.json"), "w") as f:
-        json.dump({"passwordHashCost": 4, "maxFailedLoginsPerAddress": 1000}, f)
+        json.dump({"passwordHashCost": 4, "maxFailedLoginsPerAddress": 1000, "rateLimits": NO_RATE_LIMITS}, f)
     port = free_port()
     server = subprocess.Popen([BINARY, "serve", "--port", str(port), "--data-dir", data, "--config", os.path.join(data, "config.json")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "LOG_LEVEL": "warning"})

@@ -96,12 +96,13 @@ public struct ChatRouters {
         let hub = services.hub
         let access = RoomAccess(rooms: services.rooms)
         let reactionService = ReactionService(rooms: services.rooms, messages: services.messages, reactions: services.reactions, hub: hub)
+        let limiters = RateLimiters(configuration.rateLimits)
         let messageService = MessageService(rooms: services.rooms, messages: services.messages, hub: hub,
                                             files: services.fileStore, signer: services.urlSigner,
-                                            maxMessageLength: configuration.maxMessageLength)
+                                            maxMessageLength: configuration.maxMessageLength, rateLimiter: limiters.messages)
 
         let router = Router(context: ChatRequestContext.self)
-        router.add(middleware: LogRequestsMiddleware(.info))
+        router.add(middleware: RedactingLogMiddleware())
         router.add(middleware: JSONErrorMiddleware())
         router.get("healthz") { _, _ in ["status": "ok"] }
         // Files check a Bearer token or a signed URL themselves: AsyncImage sends no header.
@@ -117,7 +118,7 @@ public struct ChatRouters {
             throttle: LoginThrottle(window: TimeInterval(configuration.loginThrottleWindowSeconds),
                                     maxPerUser: configuration.maxFailedLoginsPerUser,
                                     maxPerAddress: configuration.maxFailedLoginsPerAddress),
-            allowRegistration: configuration.allowRegistration)
+            allowRegistration: configuration.allowRegistration, registrations: limiters.registrations)
         router.addRoutes(auth.publicEndpoints, atPath: "/api/auth")
 
         // Everything below needs an access token; the child context makes that a type.
@@ -126,7 +127,7 @@ public struct ChatRouters {
             .group(context: AuthenticatedContext.self)
         api.addRoutes(auth.authenticatedEndpoints, atPath: "auth")
         api.addRoutes(RoomController(rooms: services.rooms, users: services.users, access: access, hub: hub,
-                                     signer: services.urlSigner).endpoints, atPath: "rooms")
+                                     signer: services.urlSigner, roomActions: limiters.roomActions).endpoints, atPath: "rooms")
         let tus = TusController(uploads: services.uploads, files: services.uploadFiles, writers: UploadWriters(),
                                 completion: services.completion, store: services.fileStore,
                                 rooms: services.rooms, policy: services.policy, maxSize: configuration.maxUploadBytes,

@@ -9,6 +9,8 @@ final class ChatConnection: Sendable {
         case tooSlow
         /// The login the socket was opened with ended (logout, revoked refresh tokens).
         case sessionEnded
+        /// Went on sending frames past the rate limit after being told to stop.
+        case flooding
         case shutdown
     }
 

@@ -51,7 +51,7 @@ struct ChatSocket: Sendable {
     /// The token's grant and the room, which a public room's visitor joins by connecting.
     /// `upgraded`: the upgrade was granted on this request already (its token's expiry checked).
     private func authorise(_ request: Request, context: ChatRequestContext, upgraded: Bool) async throws -> (AccessGrant, Room) {
-        guard let token = AccessTokenMiddleware.token(in: request) else { throw APIError.unauthorized("an access token is required") }
+        guard let token = AccessTokenMiddleware.upgradeToken(in: request) else { throw APIError.unauthorized("an access token is required") }
         let grant = upgraded ? try await tokens.verify(upgradedWith: token) : try await tokens.verify(accessToken: token)
         guard let roomId = context.parameters.get("roomId", as: Int64.self) else { throw APIError.notFound("no such room") }
         return (grant, try await access.enter(roomId: roomId, userId: grant.user.id))
@@ -85,6 +85,7 @@ struct ChatSocket: Sendable {
                 switch connection.reason {
                 case .tooSlow: try await outbound.close(Self.tooSlowCloseCode, reason: "client too slow")
                 case .sessionEnded: try await outbound.close(Self.sessionEndedCloseCode, reason: "logged out")
+                case .flooding: try await outbound.close(.policyViolation, reason: "over the message rate limit")
                 case .shutdown, nil: try await outbound.close(.normalClosure, reason: nil)
                 }
                 return .writer
@@ -105,6 +106,7 @@ struct ChatSocket: Sendable {
     private func readFrames(_ inbound: WebSocketInboundStream, connection: ChatConnection) async throws {
         var buffer = ByteBuffer()
         var oversized = false
+        var refusedInARow = 0
         for try await frame in inbound {
             if frame.opcode != .continuation { buffer.clear(); oversized = false }
             if !oversized {
@@ -119,8 +121,15 @@ struct ChatSocket: Sendable {
             guard frame.fin else { continue }
             if oversized {
                 connection.send(ChatFrames.error(code: "too_large", message: "frames are at most \(Self.maxMessageBytes) bytes"))
+            } else if await handle(String(buffer: buffer), connection: connection) == .rateLimited {
+                // Each refusal got an error frame; a client that keeps going is not listening.
+                refusedInARow += 1
+                if refusedInARow >= Self.maxRefusedInARow {
+                    connection.close(.flooding)
+                    return
+                }
             } else {
-                await handle(String(buffer: buffer), connection: connection)
+                refusedInARow = 0
             }
             buffer.clear()
         }
@@ -137,10 +146,16 @@ struct ChatSocket: Sendable {
         var action: String?
     }
 
-    private func handle(_ text: String, connection: ChatConnection) async {
+    private enum Outcome { case handled, rateLimited }
+
+    /// Frames refused for the rate limit, one after another, before the socket is closed (1008).
+    static let maxRefusedInARow = 50
+
+    @discardableResult
+    private func handle(_ text: String, connection: ChatConnection) async -> Outcome {
         guard let frame = try? JSONDecoder().decode(ClientFrame.self, from: Data(text.utf8)) else {
             connection.send(ChatFrames.error(code: "bad_frame", message: "frames are JSON objects with a string \"type\""))
-            return
+            return .handled
         }
         let user = connection.user, roomId = connection.roomId
         do {
@@ -179,9 +194,11 @@ struct ChatSocket: Sendable {
             }
         } catch let error as APIError {
             connection.send(ChatFrames.error(code: error.code, message: error.message))
+            if error.status == .tooManyRequests { return .rateLimited }
         } catch {
             connection.send(ChatFrames.error(code: "internal", message: "the frame could not be processed"))
         }
+        return .handled
     }
 }
 

@@ -8,6 +8,8 @@ struct MessageService: Sendable {
     let files: FileStore
     let signer: URLSigner
     let maxMessageLength: Int
+    /// Messages per sender, whichever way they arrive (REST or a socket).
+    let rateLimiter: RateLimiter
 
     struct Posted {
         var message: MessageJSON
@@ -17,10 +19,11 @@ struct MessageService: Sendable {
         var isNew: Bool
     }
 
-    /// - Throws: `APIError` 404 for a room the sender is not in, 422 for empty or over-long
-    ///   text, 422 for an attachment that names no stored file.
+    /// - Throws: `APIError` 429 past the sender's message rate, 404 for a room the sender is
+    ///   not in, 422 for empty or over-long text, 422 for an attachment that names no stored file.
     func post(from sender: User, roomId: Int64, text: String, clientId: String?, attachment: JSONValue?,
               excludingConnection: UUID? = nil) async throws -> Posted {
+        try rateLimiter.check(String(sender.id), "messages")
         guard try await rooms.isMember(roomId: roomId, userId: sender.id) else { throw APIError.notFound("no such room") }
         if let clientId, clientId.isEmpty || clientId.count > 128 {
             throw APIError.unprocessable("client_id must be 1-128 characters")

@@ -62,6 +62,8 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     /// trades crash safety (acknowledged bytes may be lost on power failure or kernel crash,
     /// not on a server crash) for throughput on slow disks, as nginx and tuspyserver run.
     public var durableUploads: Bool = true
+    /// Token-bucket limits on registrations, messages, room actions and uploads (Docs/API.md).
+    public var rateLimits = RateLimits()
 
     public init() {}
 
@@ -97,6 +99,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         forbiddenMimeTypes = try value(.forbiddenMimeTypes, forbiddenMimeTypes)
         durableUploads = try value(.durableUploads, durableUploads)
         thumbnailMemoryCacheBytes = try value(.thumbnailMemoryCacheBytes, thumbnailMemoryCacheBytes)
+        rateLimits = try value(.rateLimits, rateLimits)
     }
 
     /// Reads a JSON configuration file over the defaults.
@@ -135,6 +138,11 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try check(thumbnailMemoryCacheBytes >= 0, "thumbnailMemoryCacheBytes must not be negative")
         try check(userQuotaBytes >= 0, "userQuotaBytes must be 0 (no quota) or positive")
         try check(uploadExpirySeconds >= 1 && uploadSweepIntervalSeconds >= 1, "upload expiry and sweep interval must be positive")
+        for (name, limit) in [("registrationsPerAddress", rateLimits.registrationsPerAddress), ("messagesPerUser", rateLimits.messagesPerUser),
+                              ("roomActionsPerUser", rateLimits.roomActionsPerUser), ("uploadsPerUser", rateLimits.uploadsPerUser)] {
+            try check(limit.perMinute >= 0 && (limit.perMinute == 0 || limit.burst >= 1),
+                      "rateLimits.\(name): perMinute must not be negative, and a limit needs a burst of at least 1")
+        }
     }
 }
 

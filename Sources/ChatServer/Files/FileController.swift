@@ -161,7 +161,7 @@ struct FileController: Sendable {
             case .invalid: throw APIError.forbidden("the URL's signature is not valid")
             }
         }
-        guard let token = AccessTokenMiddleware.token(in: request) else { throw APIError.unauthorized("an access token or a signed URL is required") }
+        guard let token = AccessTokenMiddleware.bearerToken(in: request) else { throw APIError.unauthorized("an access token or a signed URL is required") }
         let user = try await tokens.verify(accessToken: token).user
         guard try await store.canRead(fileId: file.id, userId: user.id) else { throw APIError.notFound("no such file") }
     }

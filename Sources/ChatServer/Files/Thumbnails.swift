@@ -22,6 +22,10 @@ struct Thumbnails: Sendable {
     let processor: MediaProcessor
     let flights: ThumbnailFlights
     let memory: MemoryCache<ByteBuffer>
+    /// Files whose picture could not be drawn, by SHA-256, and why: a render that failed or ran
+    /// out of time fails the same way at every size, so a repeat answers at once instead of
+    /// spending the time limit again (an SVG built to be slow, asked for over and over).
+    let failures = MemoryCache<MediaError>(capacity: 100_000)
     var threadPool: NIOThreadPool = .singleton
 
     init(dataDirectory: String, processor: MediaProcessor, memoryBytes: Int = 32 << 20) throws {
@@ -95,12 +99,25 @@ struct Thumbnails: Sendable {
     func thumbnail(of blob: String, sha256: String, request: ThumbnailRequest) async throws -> String {
         let path = cachePath(sha256: sha256, request)
         if FileManager.default.fileExists(atPath: path) { return path }
+        if let failure = failures[sha256] { throw failure }
         return try await flights.run(key: path) {
             if FileManager.default.fileExists(atPath: path) { return path }
-            let thumbnail = try await processor.thumbnail(fileAt: blob, request: request)
+            let thumbnail: Thumbnail
+            do {
+                thumbnail = try await processor.thumbnail(fileAt: blob, request: request)
+            } catch let error as MediaError where Self.failsAgain(error) {
+                failures.insert(error, forKey: sha256)
+                throw error
+            }
             try await save(thumbnail, to: path)
             return path
         }
+    }
+
+    /// Failures of the bytes themselves, which a retry would repeat; not a full queue or a
+    /// file that could not be read.
+    static func failsAgain(_ error: MediaError) -> Bool {
+        [.corrupt, .timedOut, .tooLarge, .unsupported, .noThumbnail].contains(error.code)
     }
 
     /// Writes atomically: a reader never sees half a thumbnail.

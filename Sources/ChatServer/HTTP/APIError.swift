@@ -30,8 +30,8 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         APIError(.unsupportedMediaType, code: "unsupported_media_type", message)
     }
     public static func unprocessable(_ message: String) -> APIError { APIError(.unprocessableContent, code: "invalid", message) }
-    public static func tooManyRequests(retryAfter seconds: Int) -> APIError {
-        APIError(.tooManyRequests, code: "too_many_requests", "too many failed attempts; retry in \(seconds) s",
+    public static func tooManyRequests(retryAfter seconds: Int, _ what: String = "failed attempts") -> APIError {
+        APIError(.tooManyRequests, code: "too_many_requests", "too many \(what); retry in \(seconds) s",
                  headers: [.retryAfter: String(seconds)])
     }
 

@@ -9,6 +9,8 @@ struct AuthController: Sendable {
     let passwords: Passwords
     let throttle: LoginThrottle
     let allowRegistration: Bool
+    /// Accounts created per client address: each costs a bcrypt hash and a row.
+    let registrations: RateLimiter
 
     /// Routes that need no access token.
     var publicEndpoints: RouteCollection<ChatRequestContext> {
@@ -38,6 +40,7 @@ struct AuthController: Sendable {
 
     private func createAccount(_ request: Request, context: ChatRequestContext) async throws -> TokenResponse {
         guard allowRegistration else { throw APIError.forbidden("registration is turned off on this server") }
+        try registrations.check(context.remoteAddress, "accounts created from this address")
         let body = try await request.decode(as: CredentialsBody.self, context: context)
         try Passwords.validate(username: body.username, password: body.password)
         let hash = try await passwords.hash(body.password)

@@ -11,6 +11,9 @@ struct RoomController: Sendable {
     let access: RoomAccess
     let hub: ChatHub
     let signer: URLSigner
+    /// Rooms created, joined and members added, per user: a room naming a victim costs nothing
+    /// to make, and ten thousand of them fill the victim's room list.
+    let roomActions: RateLimiter
 
     var endpoints: RouteCollection<AuthenticatedContext> {
         let routes = RouteCollection(context: AuthenticatedContext.self)
@@ -31,6 +34,7 @@ struct RoomController: Sendable {
 
     /// 200, not 201: the seed app reports anything else as "Failed to create room".
     @Sendable func create(_ request: Request, context: AuthenticatedContext) async throws -> RoomJSON {
+        try roomActions.check(String(context.user.id), "rooms created or joined")
         let body = try await request.decode(as: CreateRoomBody.self, context: context)
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...100).contains(name.count) else { throw APIError.unprocessable("room names are 1-100 characters") }
@@ -51,6 +55,7 @@ struct RoomController: Sendable {
 
     @Sendable func join(_ request: Request, context: AuthenticatedContext) async throws -> RoomJSON {
         guard let id = context.parameters.get("roomId", as: Int64.self) else { throw APIError.notFound("no such room") }
+        try roomActions.check(String(context.user.id), "rooms created or joined")
         return RoomJSON(try await access.enter(roomId: id, userId: context.user.id))
     }
 
@@ -80,6 +85,7 @@ struct RoomController: Sendable {
 
     @Sendable func addMember(_ request: Request, context: AuthenticatedContext) async throws -> EditedResponse<UserJSON> {
         let room = try await memberRoom(context)
+        try roomActions.check(String(context.user.id), "rooms created or joined")
         let body = try await request.decode(as: AddMemberBody.self, context: context)
         guard let user = try await users.user(username: body.username) else { throw APIError.notFound("no user named \(body.username)") }
         let added = try await rooms.addMember(roomId: room.id, userId: user.id)

@@ -87,6 +87,14 @@ public struct ChatDatabase: Sendable {
                 CREATE UNIQUE INDEX files_public_name ON files(public_name) WHERE public_name IS NOT NULL;
                 """)
         }
+        migrator.registerMigration("v7: a client_id names a message within its sender's room") { db in
+            try db.execute(sql: """
+                -- Replayed into another room, a client_id returned the first room's message
+                -- (with a fresh signed URL to its file): the key is the sender *and* the room.
+                DROP INDEX messages_client_id;
+                CREATE UNIQUE INDEX messages_client_id ON messages(sender_id, room_id, client_id) WHERE client_id IS NOT NULL;
+                """)
+        }
         return migrator
     }
 }

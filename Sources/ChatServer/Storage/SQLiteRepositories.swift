@@ -226,7 +226,8 @@ struct SQLiteMessageRepository: MessageRepository {
                 now: Date) async throws -> (StoredMessage, isNew: Bool) {
         try await pool.write { db in
             if let clientId, let existing = try Row.fetchOne(
-                db, sql: "\(Self.select) WHERE messages.sender_id = ? AND messages.client_id = ?", arguments: [sender.id, clientId]) {
+                db, sql: "\(Self.select) WHERE messages.sender_id = ? AND messages.room_id = ? AND messages.client_id = ?",
+                arguments: [sender.id, roomId, clientId]) {
                 return (Self.message(existing), false)
             }
             try db.execute(sql: """

@@ -25,6 +25,7 @@ struct MultipartUploadController: Sendable {
               let boundary = Self.boundary(in: contentType) else {
             throw APIError.unsupportedMediaType("send multipart/form-data with the file in the field \"file\"")
         }
+        try policy.checkStart(userId: context.user.id)
         // The file may be as large as the size limit or what is left of the quota, whichever is
         // less: refused before a byte is read when the client says how large the body is
         // (allowing 64 KiB for the multipart framing), cut off mid-stream otherwise.

@@ -65,6 +65,7 @@ struct TusController: Sendable {
     /// `POST`: creation (and creation-with-upload when a body comes along).
     @Sendable func create(_ request: Request, context: AuthenticatedContext) async throws -> Response {
         try Self.checkVersion(request)
+        try policy.checkStart(userId: context.user.id)
         var length: Int64?
         if let value = request.headers[.uploadLength] {
             guard let parsed = Int64(value), parsed >= 0 else { throw APIError.badRequest("Upload-Length must be a non-negative integer") }
@@ -167,6 +168,17 @@ struct TusController: Sendable {
         guard claimed == record.offset else {
             throw APIError(.conflict, code: "offset_mismatch", "the upload is at offset \(record.offset), not \(claimed)",
                            headers: [.uploadOffset: String(record.offset), .tusResumable: Self.version])
+        }
+        if record.completedAt != nil {
+            // A finished upload was handed to the pipeline once. A client retrying a last PATCH
+            // it never saw answered is told it is done, without the file (which is in the blob
+            // store by now) being opened again or the upload processed twice.
+            guard (request.headers[.contentLength].flatMap(Int.init) ?? 0) == 0 else {
+                throw APIError.tooLarge("the upload is complete; no bytes can follow")
+            }
+            var headers = Self.baseHeaders
+            headers[.uploadOffset] = String(record.offset)
+            return Response(status: .noContent, headers: headers)
         }
         if record.length == nil, let value = request.headers[.uploadLength] {
             guard let length = Int64(value), length >= record.offset else {

@@ -8,10 +8,19 @@ struct UploadPolicy: Sendable {
     var quotaBytes: Int64?
     /// Sniffed MIME types that are refused. An entry ending in `/*` covers a whole family.
     var forbiddenTypes: [String]
+    /// Uploads started per user (`rateLimits.uploadsPerUser`): every creation is a database row
+    /// and a file kept for a day, even one that never receives a byte.
+    let starts: RateLimiter
 
     init(configuration: ChatConfiguration) {
         quotaBytes = configuration.userQuotaBytes > 0 ? configuration.userQuotaBytes : nil
         forbiddenTypes = configuration.forbiddenMimeTypes.map { $0.lowercased() }
+        starts = RateLimiter(configuration.rateLimits.uploadsPerUser)
+    }
+
+    /// 429 when `userId` has started uploads faster than the limit allows.
+    func checkStart(userId: Int64) throws {
+        try starts.check(String(userId), "uploads started")
     }
 
     /// Whether a (sniffed or claimed) MIME type is refused. Parameters (`; charset=…`) are ignored.

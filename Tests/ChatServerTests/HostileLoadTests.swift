@@ -1,0 +1,249 @@
+@testable import ChatServer
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Logging
+import MediagateTestSupport
+import NIOCore
+import Synchronization
+import Testing
+
+/// Cheap requests that used to cost everyone (issue #13): floods are refused with 429 and
+/// `Retry-After`, secrets stay out of the log, replays and retries change nothing.
+@Suite("hostile load")
+struct HostileLoadTests {
+    /// One limit tight enough to hit in a test, every other at its default.
+    static func limited(_ adjust: @escaping (inout RateLimits) -> Void) throws -> ChatConfiguration {
+        try testConfiguration { adjust(&$0.rateLimits) }
+    }
+
+    static func retryAfter(_ response: JSONResponse) -> Int? {
+        response.headers[.retryAfter].flatMap(Int.init)
+    }
+
+    @Test("a registration flood from one address is refused with 429 and Retry-After; logins go on")
+    func registrationFlood() async throws {
+        let app = try await buildApplication(try Self.limited { $0.registrationsPerAddress = RateLimit(perMinute: 1, burst: 3) })
+        try await app.test(.router) { client in
+            for n in 1...3 { _ = try await client.register("user\(n)") }
+            let refused = try await client.call(.post, "/api/auth/signup", json: ["username": "user4", "password": "correct horse"])
+            #expect(refused.status == .tooManyRequests)
+            #expect(refused.errorCode == "too_many_requests")
+            #expect((50...60).contains(Self.retryAfter(refused) ?? 0), "\(refused.headers)")
+            let login = try await client.call(.post, "/api/auth/login", json: ["username": "user1", "password": "correct horse"])
+            #expect(login.status == .ok)
+        }
+    }
+
+    @Test("messages past the rate: REST answers 429, a socket gets error frames and then a 1008 close")
+    func messageFlood() async throws {
+        let app = try await buildApplication(try Self.limited { $0.messagesPerUser = RateLimit(perMinute: 1, burst: 3) })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let bob = try await client.register("bob")
+            let room = try await client.createRoom("r", token: alice.access, members: ["bob"])
+            for n in 1...3 {
+                let posted = try await client.call(.post, "/api/messages", token: alice.access, json: ["room_id": room, "content": "m\(n)"])
+                #expect(posted.status == .created)
+            }
+            let refused = try await client.call(.post, "/api/messages", token: alice.access, json: ["room_id": room, "content": "m4"])
+            #expect(refused.status == .tooManyRequests && Self.retryAfter(refused) != nil)
+            // The limit is per sender: bob still talks.
+            #expect(try await client.call(.post, "/api/messages", token: bob.access, json: ["room_id": room, "content": "hi"]).status == .created)
+
+            // The same bucket on a socket: refused frames are answered, a flood is closed.
+            let socket = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(alice.access)")
+            try await socket.send(["type": "message", "content": "over"])
+            #expect(try await socket.inbox.next("error")["code"] as? String == "too_many_requests")
+            for n in 0..<80 { try? await socket.send(["type": "message", "content": "flood \(n)"]) }
+            let close = try await socket.waitForClose()
+            #expect(close?.closeCode == .policyViolation, "\(String(describing: close))")
+            let history = try await client.call(.get, "/api/messages/\(room)", token: bob.access)
+            #expect(history.array.count == 4, "only the messages within the limit were stored")
+        }
+    }
+
+    @Test("room creation past the rate answers 429")
+    func roomFlood() async throws {
+        let app = try await buildApplication(try Self.limited { $0.roomActionsPerUser = RateLimit(perMinute: 1, burst: 2) })
+        try await app.test(.router) { client in
+            let mallory = try await client.register("mallory")
+            _ = try await client.register("victim")
+            for n in 1...2 { _ = try await client.createRoom("spam \(n)", token: mallory.access, members: ["victim"]) }
+            let refused = try await client.call(.post, "/api/rooms", token: mallory.access, json: ["name": "spam 3", "members": ["victim"]])
+            #expect(refused.status == .tooManyRequests && Self.retryAfter(refused) != nil)
+        }
+    }
+
+    @Test("uploads started past the rate answer 429, on tus and multipart alike")
+    func uploadStartFlood() async throws {
+        let app = try await buildApplication(try Self.limited { $0.uploadsPerUser = RateLimit(perMinute: 1, burst: 2) })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            for _ in 1...2 {
+                let created = try await TusUploadTests.tus(client, .post, "/api/uploads", token: alice.access, headers: ["Upload-Length": "0"])
+                #expect(created.status == .created)
+            }
+            let refused = try await TusUploadTests.tus(client, .post, "/api/uploads", token: alice.access, headers: ["Upload-Length": "0"])
+            #expect(refused.status == .tooManyRequests && refused.headers[.retryAfter] != nil)
+            let multipart = try await MultipartUploadTests.curl(["-H", "Authorization: Bearer \(alice.access)",
+                                                                 "-F", "file=@\(Fixtures.media("readme.txt"))",
+                                                                 "http://127.0.0.1:\(port)/api/upload-file"])
+            #expect(multipart.status == 429)
+        }
+    }
+
+    @Test("a bucket holds its burst, refills at its rate, and says how long to wait")
+    func bucketRefill() {
+        let limiter = RateLimiter(RateLimit(perMinute: 120, burst: 2)) // a token every 0.5 s
+        let start = ContinuousClock.now
+        #expect(limiter.retryAfter("alice", now: start) == nil)
+        #expect(limiter.retryAfter("alice", now: start) == nil)
+        #expect(limiter.retryAfter("alice", now: start) == 1, "the burst is spent: wait for the next token")
+        #expect(limiter.retryAfter("bob", now: start) == nil, "buckets are per key")
+        #expect(limiter.retryAfter("alice", now: start + .milliseconds(400)) == 1)
+        #expect(limiter.retryAfter("alice", now: start + .milliseconds(600)) == nil, "one token grew back")
+        // An hour idle refills to the burst, not beyond.
+        let later = start + .seconds(3600)
+        #expect(limiter.retryAfter("alice", now: later) == nil)
+        #expect(limiter.retryAfter("alice", now: later) == nil)
+        #expect(limiter.retryAfter("alice", now: later) != nil)
+    }
+
+    @Test("the bucket table stays bounded however many keys a flood brings")
+    func boundedKeys() {
+        let limiter = RateLimiter(RateLimit(perMinute: 60, burst: 1), maxKeys: 1000)
+        let now = ContinuousClock.now
+        for n in 0..<10_000 { _ = limiter.retryAfter("10.0.\(n / 256).\(n % 256)", now: now) }
+        #expect(limiter.keyCount <= 1000)
+        // The newest keys, whose buckets are empty, are the ones kept.
+        #expect(limiter.retryAfter("10.0.39.15", now: now) != nil)
+    }
+
+    @Test("a limit without a burst is a configuration error")
+    func limitValidation() throws {
+        var configuration = try testConfiguration()
+        configuration.rateLimits.messagesPerUser = RateLimit(perMinute: 60, burst: 0)
+        #expect(throws: ConfigurationError.self) { try configuration.validate() }
+        configuration.rateLimits.messagesPerUser = .unlimited
+        try configuration.validate()
+    }
+
+    @Test("access tokens are not read from ?token= on REST routes; the socket upgrade still takes one")
+    func queryTokensOnlyForSockets() async throws {
+        let app = try await buildApplication(try testConfiguration())
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            #expect(try await client.call(.get, "/api/rooms?token=\(alice.access)").status == .unauthorized)
+            #expect(try await client.call(.get, "/api/rooms", token: alice.access).status == .ok)
+        }
+    }
+
+    @Test("the request log names no token and no signature")
+    func logsRedactSecrets() async throws {
+        let lines = LogLines()
+        var logger = Logger(label: "mediagate") { _ in lines }
+        logger.logLevel = .info
+        let app = try await buildApplication(try testConfiguration(), logger: logger)
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            _ = try await client.call(.get, "/api/rooms?token=\(alice.access)")
+            _ = try await client.call(.get, "/api/files/abc?exp=1&sig=SECRETSIGNATURE")
+        }
+        let text = lines.all.joined(separator: "\n")
+        #expect(text.contains("/api/rooms?token=REDACTED"), "\(text.suffix(2000))")
+        #expect(text.contains("sig=REDACTED"))
+        #expect(!text.contains("SECRETSIGNATURE"))
+        #expect(!text.contains(".eyJ"), "an access token (a JWT) reached the log")
+    }
+
+    @Test("a client_id replayed into another room is a new message there, not the first room's")
+    func clientIdPerRoom() async throws {
+        let app = try await buildApplication(try testConfiguration())
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let first = try await client.createRoom("first", token: alice.access)
+            let second = try await client.createRoom("second", token: alice.access)
+            let a = try await client.call(.post, "/api/messages", token: alice.access, json: ["room_id": first, "content": "x", "client_id": "c-1"])
+            let again = try await client.call(.post, "/api/messages", token: alice.access, json: ["room_id": first, "content": "x", "client_id": "c-1"])
+            #expect(a.status == .created && again.status == .ok && again.object["id"] as? Int == a.object["id"] as? Int)
+            let b = try await client.call(.post, "/api/messages", token: alice.access, json: ["room_id": second, "content": "y", "client_id": "c-1"])
+            #expect(b.status == .created)
+            #expect(b.object["room_id"] as? Int == second && b.object["id"] as? Int != a.object["id"] as? Int, "\(b.object)")
+        }
+    }
+
+    @Test("a PATCH at the end of a completed upload is a 204 no-op; the upload is processed once")
+    func patchAfterCompletion() async throws {
+        let app = try await buildApplication(try testConfiguration())
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let bytes = Data("hello, twice".utf8)
+            let created = try await TusUploadTests.tus(client, .post, "/api/uploads", token: alice.access,
+                                                       headers: TusUploadTests.octets.merging(["Upload-Length": String(bytes.count)]) { $1 },
+                                                       body: bytes)
+            let location = try #require(created.headers[.location])
+            let ready = try await TusUploadTests.waitForFile(client, location, token: alice.access)
+            let fileId = try #require(ready.object["file_id"] as? String)
+            let retry = try await TusUploadTests.tus(client, .patch, location, token: alice.access,
+                                                     headers: TusUploadTests.octets.merging(["Upload-Offset": String(bytes.count)]) { $1 })
+            #expect(retry.status == .noContent)
+            #expect(retry.headers[HTTPField.Name("Upload-Offset")!] == String(bytes.count))
+            let more = try await TusUploadTests.tus(client, .patch, location, token: alice.access,
+                                                    headers: TusUploadTests.octets.merging(["Upload-Offset": String(bytes.count)]) { $1 },
+                                                    body: Data("!".utf8))
+            #expect(more.status == .contentTooLarge)
+            let after = try await client.call(.get, location, token: alice.access)
+            #expect(after.status == .ok && after.object["file_id"] as? String == fileId)
+        }
+    }
+
+    @Test("a thumbnail that failed is not attempted again: the failure is remembered")
+    func failedThumbnailsAreRemembered() async throws {
+        let configuration = try testConfiguration()
+        let app = try await buildApplication(configuration)
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let photo = try Data(contentsOf: URL(fileURLWithPath: Fixtures.media("progressive.jpg")))
+            let id = try await FileServingTests.upload(client, token: alice.access, bytes: photo, name: "photo.jpg")
+            let info = try await client.call(.get, "/api/files/\(id)", token: alice.access)
+            #expect(info.status == .ok)
+            // The stored bytes go bad behind the server's back; the first request finds out.
+            let sha256 = try await Tool.text("sha256sum", [Fixtures.media("progressive.jpg")]).prefix(64)
+            let blob = configuration.dataDirectory + "/files/" + sha256
+            try Data("not a picture any more".utf8).write(to: URL(fileURLWithPath: blob))
+            let failed = try await client.call(.get, "/api/files/\(id)/thumbnail?w=640&format=png", token: alice.access)
+            #expect(failed.status == .unprocessableContent || failed.status == .notFound, "\(failed.status)")
+            // Repaired, the bytes would render; the remembered failure answers without trying.
+            try photo.write(to: URL(fileURLWithPath: blob))
+            let again = try await client.call(.get, "/api/files/\(id)/thumbnail?w=1280&format=png", token: alice.access)
+            #expect(again.status == failed.status)
+        }
+    }
+}
+
+/// A log handler that keeps every line it is given, for reading back in a test.
+final class LogLines: LogHandler, Sendable {
+    private let lines = Mutex([String]())
+    var all: [String] { lines.withLock { $0 } }
+
+    var metadata: Logger.Metadata {
+        get { [:] }
+        set {}
+    }
+    var logLevel: Logger.Level {
+        get { .trace }
+        set {}
+    }
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { nil }
+        set {}
+    }
+
+    func log(event: LogEvent) {
+        let fields = (event.metadata ?? [:]).map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")
+        lines.withLock { $0.append("\(event.level) \(event.message) \(fields)") }
+    }
+}
