@@ -93,7 +93,8 @@ NO_RATE_LIMITS = {name: {"perMinute": 0, "burst": 0}
 def mediagate(data, *arguments, config=None):
     """`mediagate serve` (release build) on a free port with its data in `data`; yields (process, base URL)."""
     os.makedirs(data, exist_ok=True)
-    settings = {"passwordHashCost": 4, "maxFailedLoginsPerAddress": 1000, "rateLimits": NO_RATE_LIMITS, **(config or {})}
+    settings = {"passwordHashCost": 4, "maxFailedLoginsPerAddress": 1000, "rateLimits": NO_RATE_LIMITS,
+                "maxConnectionsPerAddress": 0, **(config or {})}
     with open(os.path.join(data, "config.json"), "w") as f:
         json.dump(settings, f)
     port = free_port()

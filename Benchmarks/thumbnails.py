@@ -12,6 +12,8 @@
 
 Each wrk run reports requests/s and p50/p99 latency. Uncached runs use a path list longer than
 any server gets through in the run, and the script checks that no image was asked for twice.
+No figure is printed for a run with a failed or non-2xx request, and one answer per contender
+and kind of run is fetched and checked: a JPEG, 320 px on its longer side (Pillow).
 Every contender runs RUNS times (3) and keeps its best: uncached contenders in interleaved
 rounds over disjoint slices of the images, cached ones back to back.
 
@@ -20,7 +22,9 @@ rounds over disjoint slices of the images, cached ones back to back.
 
 Needs: scripts/install-deps.sh --bench (wrk, nginx-light, thumbor, libvips-tools for the corpus).
 """
-import contextlib, hashlib, os, re, shutil, subprocess, tempfile, textwrap, time, urllib.request
+import contextlib, hashlib, io, os, re, shutil, subprocess, sys, tempfile, textwrap, time, urllib.request
+
+from PIL import Image
 
 from benchlib import ROOT, SendfileTusClient, call, ensure_release_build, free_port, mediagate, nginx, register, running
 
@@ -90,7 +94,19 @@ def make_corpus(work):
     return sorted(paths, key=lambda path: os.path.basename(path).split("-", 1)[1] + os.path.basename(path))
 
 
+def check_thumbnail(url, headers=()):
+    """Fails the run unless `url` answers a JPEG 320 px on its longer side."""
+    request = urllib.request.Request(url, headers=dict(header.split(": ", 1) for header in headers))
+    with urllib.request.urlopen(request) as response:
+        body = response.read()
+    with Image.open(io.BytesIO(body)) as image:
+        if image.format != "JPEG" or max(image.size) != 320:
+            sys.exit(f"CHECK FAILED: {url} answered a {image.format} of {image.size}, not a 320 px JPEG")
+
+
 def show(name, result, distinct=None):
+    if result["bad"]:
+        sys.exit(f"CHECK FAILED: {name}: {result['bad']} requests failed or answered non-2xx")
     note = ""
     if distinct is not None:
         note = f"  ({result['requests']} requests, {distinct} distinct images{'' if result['requests'] <= distinct else ' -- LIST RAN OUT: shorten the run or raise VARIANTS'})"
@@ -201,8 +217,13 @@ def main():
             best = {name: show(f"{name} (best of {len(results)} valid)", max(results, key=lambda result: result["rps"]))
                     for name, results in valid.items()}
 
+            # What each kind of run was answered, fetched once more and checked.
+            check_thumbnail(base + f"/api/files/{file_ids[0]}/thumbnail?w=320&format=jpeg", auth)
+            check_thumbnail(base + f"/api/files/{file_ids[per_round + 1]}/thumbnail?w=320&format=jpeg", auth)
+            check_thumbnail(thumbor_base + f"/unsafe/fit-in/320x320/{os.path.basename(images[per_round + 1])}")
+            check_thumbnail(base + signed)
             with urllib.request.urlopen(base + signed) as response:
-                print(f"  (the cached thumbnail: {len(response.read())} bytes of JPEG)")
+                print(f"  (the cached thumbnail: {len(response.read())} bytes of JPEG, checked)")
             cached_signed = best_of(RUNS, "mediagate cached, signed URL", lambda: wrk(base, [signed], work, 32))
             cached_bearer = best_of(RUNS, "mediagate cached, Bearer token",
                                     lambda: wrk(base, [f"/api/files/{file_ids[0]}/thumbnail"], work, 32, auth))

@@ -1,8 +1,10 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import MediaPipeline
+import NIOCore
 import ServiceLifecycle
 
 /// Everything the server is made of, opened once: used by `buildApplication` and by the
@@ -162,24 +164,44 @@ public func buildApplication(
 ) async throws -> some ApplicationProtocol {
     let services = try await ChatServices(configuration: configuration)
     let routers = ChatRouters(services: services)
+    // Frames up to 1 MiB are read so that an oversized message gets an error frame instead of a
+    // dropped connection; the server pings idle sockets every 30 s and closes those that do not
+    // answer.
+    let channel = HTTP1WebSocketUpgradeChannel.Configuration(
+        http1: .init(additionalChannelHandlers: [
+            ExpectContinueHandler(),
+            CachedThumbnailHandler(files: services.fileStore, thumbnails: services.thumbnails,
+                                   signer: services.urlSigner, logger: logger),
+        ], idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)),
+        // Request heads of at most 64 KiB (16 KiB a field, 200 fields), as nginx's defaults allow.
+        httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 << 10, maxHeaderListSize: 64 << 10, maxHeaderFieldCount: 200)),
+        ws: .init(maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: .seconds(30))))
+    let webSocketResponder = routers.webSocket.buildResponder()
+    let counts = ConnectionCounts(maxPerAddress: configuration.maxConnectionsPerAddress)
+    let headerTimeout = TimeAmount.seconds(Int64(configuration.headerTimeoutSeconds))
+    let server = HTTPServerBuilder { responder in
+        GuardedChildChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder,
+                                                               configuration: channel),
+                            counts: counts, headerTimeout: headerTimeout)
+    }
     return Application(
         router: routers.http,
-        server: .http1WebSocketUpgrade(
-            webSocketRouter: routers.webSocket,
-            // Frames up to 1 MiB are read so that an oversized message gets an error frame
-            // instead of a dropped connection; the server pings idle sockets every 30 s and
-            // closes those that do not answer.
-            configuration: .init(
-                http1: .init(additionalChannelHandlers: [
-                    ExpectContinueHandler(),
-                    CachedThumbnailHandler(files: services.fileStore, thumbnails: services.thumbnails,
-                                           signer: services.urlSigner, logger: logger),
-                ]),
-                ws: .init(maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: .seconds(30))))),
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "mediagate"),
+        server: server,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "mediagate",
+                             availableConnectionsDelegate: MaximumAvailableConnections(ConnectionLimit.effective(configuration.maxConnections))),
         services: [services.uploadSweeper(logger: logger)],
         logger: logger
     )
+}
+
+/// The connection cap in effect: the configured one, or fewer when the process may not open
+/// that many descriptors (files, the database and the listener need some too).
+enum ConnectionLimit {
+    static func effective(_ configured: Int) -> Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int.max) else { return configured }
+        return max(16, min(configured, Int(limit.rlim_cur) - 256))
+    }
 }
 
 /// Request bodies of the JSON API must say they are JSON (415 otherwise).

@@ -247,3 +247,56 @@ final class LogLines: LogHandler, Sendable {
         lines.withLock { $0.append("\(event.level) \(event.message) \(fields)") }
     }
 }
+
+/// Connections that never finish a request (issue #13, attack 3), against a live server. The
+/// old server held every one of them open for ever; 20,000 stopped `/healthz`.
+@Suite("hostile connections")
+struct HostileConnectionTests {
+    static let helper = Fixtures.packageRoot.appendingPathComponent("Tests/Helpers/half_open.py").path
+
+    /// Runs the helper: `count` half-open sockets held `hold` seconds at most, or until `until`
+    /// have been refused or closed; its JSON report.
+    static func halfOpen(port: Int, count: Int, hold: Double, until: Int) async throws -> [String: Any] {
+        let result = try await Tool.run("python3", [helper, String(port), String(count), String(hold), String(until)])
+        return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stderr)")
+    }
+
+    static func health(port: Int, from source: String) async throws -> String {
+        try await Tool.run("curl", ["-s", "--max-time", "5", "--interface", source, "-o", "/dev/null",
+                                    "-w", "%{http_code}", "http://127.0.0.1:\(port)/healthz"]).stdout
+    }
+
+    @Test("400 half-open sockets from one address: past the cap of 300 each is answered 503 at once; another address is served")
+    func perAddressCap() async throws {
+        let app = try await buildApplication(try testConfiguration {
+            $0.headerTimeoutSeconds = 120 // nothing times out during the test: only the cap acts
+            $0.maxConnectionsPerAddress = 300
+        })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            async let flood = Self.halfOpen(port: port, count: 400, hold: 30, until: 100)
+            try await Task.sleep(for: .seconds(2))
+            // An honest client from another address (the whole of 127/8 is loopback).
+            #expect(try await Self.health(port: port, from: "127.0.0.2") == "200")
+            let report = try await flood
+            // 300 admitted, one fewer while the test client holds a connection of its own.
+            #expect((100...101).contains(report["refused"] as? Int ?? 0) && report["closed"] as? Int == 0, "\(report)")
+            #expect((report["last_close_s"] as? Double ?? 99) < 30, "the helper gave up waiting for refusals: \(report)")
+            // The helper has closed its sockets: the address is served again.
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await Self.health(port: port, from: "127.0.0.1") == "200")
+        }
+    }
+
+    @Test("a socket that never finishes its request head is closed after the header timeout, unanswered")
+    func headerTimeout() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.headerTimeoutSeconds = 2 })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let report = try await Self.halfOpen(port: port, count: 50, hold: 40, until: 50)
+            #expect(report["closed"] as? Int == 50 && report["refused"] as? Int == 0, "\(report)")
+            let first = report["first_close_s"] as? Double ?? 0, last = report["last_close_s"] as? Double ?? 99
+            #expect(first >= 1.9 && last < 40, "\(report)")
+        }
+    }
+}

@@ -64,6 +64,15 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var durableUploads: Bool = true
     /// Token-bucket limits on registrations, messages, room actions and uploads (Docs/API.md).
     public var rateLimits = RateLimits()
+    /// Seconds a new connection has to finish its first request head before it is closed.
+    public var headerTimeoutSeconds: Int = 10
+    /// Seconds a connection may sit idle between requests, or stall mid-request, before it is closed.
+    public var idleTimeoutSeconds: Int = 120
+    /// Connections open at once from one client address (0: no cap); past it, 503 and close.
+    public var maxConnectionsPerAddress: Int = 512
+    /// Connections open at once in all; past it new ones wait in the listen backlog. Kept below
+    /// the process's descriptor limit, whatever is configured.
+    public var maxConnections: Int = 10_000
 
     public init() {}
 
@@ -100,6 +109,10 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         durableUploads = try value(.durableUploads, durableUploads)
         thumbnailMemoryCacheBytes = try value(.thumbnailMemoryCacheBytes, thumbnailMemoryCacheBytes)
         rateLimits = try value(.rateLimits, rateLimits)
+        headerTimeoutSeconds = try value(.headerTimeoutSeconds, headerTimeoutSeconds)
+        idleTimeoutSeconds = try value(.idleTimeoutSeconds, idleTimeoutSeconds)
+        maxConnectionsPerAddress = try value(.maxConnectionsPerAddress, maxConnectionsPerAddress)
+        maxConnections = try value(.maxConnections, maxConnections)
     }
 
     /// Reads a JSON configuration file over the defaults.
@@ -138,6 +151,8 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try check(thumbnailMemoryCacheBytes >= 0, "thumbnailMemoryCacheBytes must not be negative")
         try check(userQuotaBytes >= 0, "userQuotaBytes must be 0 (no quota) or positive")
         try check(uploadExpirySeconds >= 1 && uploadSweepIntervalSeconds >= 1, "upload expiry and sweep interval must be positive")
+        try check(headerTimeoutSeconds >= 1 && idleTimeoutSeconds >= 1, "headerTimeoutSeconds and idleTimeoutSeconds must be at least 1")
+        try check(maxConnectionsPerAddress >= 0 && maxConnections >= 1, "maxConnectionsPerAddress must not be negative, maxConnections at least 1")
         for (name, limit) in [("registrationsPerAddress", rateLimits.registrationsPerAddress), ("messagesPerUser", rateLimits.messagesPerUser),
                               ("roomActionsPerUser", rateLimits.roomActionsPerUser), ("uploadsPerUser", rateLimits.uploadsPerUser)] {
             try check(limit.perMinute >= 0 && (limit.perMinute == 0 || limit.burst >= 1),
