@@ -159,6 +159,31 @@ struct HostileLoadTests {
         #expect(!text.contains(".eyJ"), "an access token (a JWT) reached the log")
     }
 
+    @Test("a logout ends that login's access tokens at once, also after a restart; the user's other logins go on")
+    func logoutEndsAccessTokens() async throws {
+        let configuration = try testConfiguration()
+        let first = try await buildApplication(configuration)
+        try await first.test(.router) { client in
+            let alice = try await client.register("alice")
+            let login = try await client.call(.post, "/api/auth/login", json: ["username": "alice", "password": "correct horse"])
+            let other = try #require(login.object["access_token"] as? String)
+            let stolen = alice.access
+            #expect(try await client.call(.get, "/api/auth/me", token: stolen).status == .ok)
+            #expect(try await client.call(.post, "/api/auth/logout", token: alice.access, json: ["refresh_token": alice.refresh]).status == .noContent)
+            let after = try await client.call(.get, "/api/auth/me", token: stolen)
+            #expect(after.status == .unauthorized, "\(after.object)")
+            #expect(try await client.call(.get, "/api/auth/me", token: other).status == .ok)
+
+            // A server started afresh on the same data (as after a restart) still refuses it.
+            let restarted = try await buildApplication(configuration)
+            try await restarted.test(.router) { client in
+                let ended = try await client.call(.get, "/api/auth/me", token: stolen)
+                let going = try await client.call(.get, "/api/auth/me", token: other)
+                #expect(ended.status == .unauthorized && going.status == .ok)
+            }
+        }
+    }
+
     @Test("a client_id replayed into another room is a new message there, not the first room's")
     func clientIdPerRoom() async throws {
         let app = try await buildApplication(try testConfiguration())
@@ -172,6 +197,34 @@ struct HostileLoadTests {
             let b = try await client.call(.post, "/api/messages", token: alice.access, json: ["room_id": second, "content": "y", "client_id": "c-1"])
             #expect(b.status == .created)
             #expect(b.object["room_id"] as? Int == second && b.object["id"] as? Int != a.object["id"] as? Int, "\(b.object)")
+        }
+    }
+
+    @Test("the seed app's socket echo of a reaction, arriving after the user changed it over REST, does not put the old one back")
+    func lateReactionEcho() async throws {
+        let app = try await buildApplication(try testConfiguration())
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let bob = try await client.register("bob")
+            let room = try await client.createRoom("r", token: bob.access)
+            let posted = try await client.call(.post, "/api/messages", token: bob.access, json: ["room_id": room, "content": "hi"])
+            let messageId = try #require(posted.object["id"] as? Int)
+            let socket = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(bob.access)")
+            for type in ["\u{1F44D}", "\u{2764}\u{FE0F}"] { // 👍, then ❤️ replacing it
+                let added = try await client.call(.post, "/api/reactions/add", token: bob.access, json: ["message_id": messageId, "reaction_type": type])
+                #expect(added.status == .ok)
+            }
+            // The echo of the first call comes late; then one over the socket alone is applied.
+            try await socket.send(["type": "reaction", "message_id": messageId, "reaction_type": "\u{1F44D}", "action": "add"])
+            try await socket.send(["type": "ping"])
+            _ = try await socket.inbox.next("pong")
+            let history = try await client.call(.get, "/api/messages/\(room)", token: bob.access)
+            #expect(history.array.first?["user_reaction"] as? String == "\u{2764}\u{FE0F}", "\(history.array)")
+            try await socket.send(["type": "reaction", "message_id": messageId, "reaction_type": "\u{1F602}", "action": "add"])
+            _ = try await socket.inbox.next("reaction_added") { $0["reaction_type"] as? String == "\u{1F602}" }
+            let later = try await client.call(.get, "/api/messages/\(room)", token: bob.access)
+            #expect(later.array.first?["user_reaction"] as? String == "\u{1F602}")
+            _ = try await socket.close()
         }
     }
 

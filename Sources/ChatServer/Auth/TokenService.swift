@@ -66,6 +66,9 @@ public struct TokenService: Sendable {
     let refreshGrace: TimeInterval
     /// Called with a family when it is revoked (logout, reuse), to close its sockets.
     let sessionEnded: @Sendable (String) async -> Void
+    /// Revoked families whose access tokens have not all expired yet: such a token is refused
+    /// at once instead of working out its 15 minutes.
+    let endedSessions: EndedSessions
 
     /// Loads the HMAC signing key from `directory`, generating it (mode 0600) on first run.
     static func make(directory: String, users: any UserRepository, refreshTokens: any RefreshTokenRepository,
@@ -73,9 +76,15 @@ public struct TokenService: Sendable {
                      sessionEnded: @escaping @Sendable (String) async -> Void) async throws -> TokenService {
         let keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(key: SymmetricKey(data: try signingKey(in: directory))), digestAlgorithm: .sha256)
+        // Logins ended before a restart, whose access tokens are still within their lifetime.
+        let ended = EndedSessions(accessLifetime: .seconds(configuration.accessTokenSeconds))
+        for family in try await refreshTokens.families(revokedSince: Date().addingTimeInterval(-TimeInterval(configuration.accessTokenSeconds))) {
+            ended.end(family)
+        }
         return TokenService(keys: keys, users: users, refreshTokens: refreshTokens,
                             accessLifetime: configuration.accessTokenSeconds, refreshLifetime: configuration.refreshTokenSeconds,
-                            refreshGrace: TimeInterval(configuration.refreshReuseGraceSeconds), sessionEnded: sessionEnded)
+                            refreshGrace: TimeInterval(configuration.refreshReuseGraceSeconds), sessionEnded: sessionEnded,
+                            endedSessions: ended)
     }
 
     static func signingKey(in directory: String, name: String = "jwt-signing-key") throws -> Data {
@@ -122,6 +131,7 @@ public struct TokenService: Sendable {
         case .expired: throw APIError.unauthorized("the refresh token has expired; log in again")
         case .revoked: throw APIError.unauthorized("the refresh token was revoked; log in again")
         case .reused(let revokedFamily):
+            endedSessions.end(revokedFamily)
             await sessionEnded(revokedFamily)
             throw APIError.unauthorized("this refresh token was already used; every session of this login is now revoked")
         }
@@ -139,7 +149,10 @@ public struct TokenService: Sendable {
         } else if let session {
             try await refreshTokens.revoke(family: session, userId: user.id, now: Date())
         }
-        if let family { await sessionEnded(family) }
+        if let family {
+            endedSessions.end(family)
+            await sessionEnded(family)
+        }
     }
 
     /// What an access token grants, if its signature, type and expiry hold.
@@ -149,6 +162,9 @@ public struct TokenService: Sendable {
             claims = try await keys.verify(accessToken, as: AccessClaims.self)
         } catch {
             throw APIError.unauthorized("invalid or expired access token")
+        }
+        if let family = claims.fam, endedSessions.contains(family) {
+            throw APIError.unauthorized("this login has ended; log in again")
         }
         guard let id = Int64(claims.sub.value), let user = try await users.user(id: id) else {
             throw APIError.unauthorized("the account no longer exists")

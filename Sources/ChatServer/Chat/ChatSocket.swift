@@ -183,8 +183,8 @@ struct ChatSocket: Sendable {
                     throw APIError.unprocessable("reaction needs message_id and reaction_type")
                 }
                 switch frame.action ?? "add" {
-                case "add": _ = try await reactions.add(type, to: messageId, by: user)
-                case "remove": _ = try await reactions.remove(from: messageId, by: user)
+                case "add": try await reactions.applySocketFrame(adding: type, to: messageId, by: user)
+                case "remove": try await reactions.applySocketFrame(adding: nil, to: messageId, by: user)
                 default: throw APIError.unprocessable("action is add or remove")
                 }
             case "ping":

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Reactions as the seed app defines them: one per user and message, one of six emoji; a
 /// change is broadcast to the whole room (sender included) with the message's full summary.
@@ -7,6 +8,8 @@ struct ReactionService: Sendable {
     let messages: any MessageRepository
     let reactions: any ReactionRepository
     let hub: ChatHub
+    /// What each user just did over REST, so that the seed app's socket echo of it is known.
+    let restActions = RecentReactionActions()
 
     /// The emoji the seed app decodes; any other value would fail its whole frame or response.
     static let allowedTypes: [String] = ["\u{1F44D}", "\u{2764}\u{FE0F}", "\u{1F602}", "\u{1F62E}", "\u{1F622}", "\u{1F621}"]
@@ -20,21 +23,37 @@ struct ReactionService: Sendable {
 
     /// Sets `user`'s reaction on a message in a room they are in, replacing another.
     /// - Throws: `APIError` 422 for another emoji, 404 for a message the user cannot see.
-    func add(_ type: String, to messageId: Int64, by user: User) async throws -> Outcome {
+    func add(_ type: String, to messageId: Int64, by user: User, overREST: Bool = true) async throws -> Outcome {
         guard Self.allowedTypes.contains(type) else {
             throw APIError.unprocessable("reaction_type is one of \(Self.allowedTypes.joined(separator: " "))")
         }
         let message = try await visibleMessage(messageId, to: user)
+        if overREST { restActions.record(user: user.id, message: messageId, action: type) }
         let (reaction, changed) = try await reactions.set(messageId: messageId, userId: user.id, type: type, now: Date())
         return try await finish(reaction, in: message, by: user, changed: changed, event: "reaction_added")
     }
 
     /// Removes `user`'s reaction. nil when they had none.
     /// - Throws: `APIError` 404 for a message the user cannot see.
-    func remove(from messageId: Int64, by user: User) async throws -> Outcome? {
+    func remove(from messageId: Int64, by user: User, overREST: Bool = true) async throws -> Outcome? {
         let message = try await visibleMessage(messageId, to: user)
+        if overREST { restActions.record(user: user.id, message: messageId, action: RecentReactionActions.removal) }
         guard let removed = try await reactions.remove(messageId: messageId, userId: user.id) else { return nil }
         return try await finish(removed, in: message, by: user, changed: true, event: "reaction_removed")
+    }
+
+    /// A socket's `reaction` frame (`type` nil: remove). The seed app sends one after each REST
+    /// call succeeded, as an echo of it; applied when it arrives, a late echo of a reaction the
+    /// user has since changed over REST would put the old one back. So a frame repeating what
+    /// the same user did over REST on that message in the last few seconds changes nothing; a
+    /// reaction made over the socket alone is applied.
+    func applySocketFrame(adding type: String?, to messageId: Int64, by user: User) async throws {
+        if restActions.contains(user: user.id, message: messageId, action: type ?? RecentReactionActions.removal) { return }
+        if let type {
+            _ = try await add(type, to: messageId, by: user, overREST: false)
+        } else {
+            _ = try await remove(from: messageId, by: user, overREST: false)
+        }
     }
 
     private func visibleMessage(_ id: Int64, to user: User) async throws -> StoredMessage {
@@ -67,4 +86,35 @@ struct ReactionEventJSON: Codable {
     var reaction_type: String
     var reaction_summary: [ReactionSummaryJSON]
     var timestamp: String
+}
+
+/// Reaction changes made over REST in the last `window`, by user and message: what a socket
+/// frame from the seed app may be echoing. Bounded by time: entries older than the window are
+/// dropped as new ones come.
+final class RecentReactionActions: Sendable {
+    /// The action recorded for a removal.
+    static let removal = "remove"
+    static let window: Duration = .seconds(10)
+
+    private struct Action {
+        var key: String
+        var action: String
+        var at: ContinuousClock.Instant
+    }
+
+    private let actions = Mutex([Action]())
+
+    func record(user: Int64, message: Int64, action: String, now: ContinuousClock.Instant = .now) {
+        actions.withLock { actions in
+            actions.removeAll { now - $0.at > Self.window }
+            actions.append(Action(key: "\(user):\(message)", action: action, at: now))
+        }
+    }
+
+    func contains(user: Int64, message: Int64, action: String, now: ContinuousClock.Instant = .now) -> Bool {
+        let key = "\(user):\(message)"
+        return actions.withLock { actions in
+            actions.contains { $0.key == key && $0.action == action && now - $0.at <= Self.window }
+        }
+    }
 }

@@ -73,7 +73,7 @@ struct AuthController: Sendable {
     }
 
     /// Ends a login: the one `refresh_token` belongs to, else the access token's own; its
-    /// sockets close at once. The access token itself still verifies until it expires.
+    /// sockets close at once, and its access tokens stop working at once.
     @Sendable func logout(_ request: Request, context: AuthenticatedContext) async throws -> Response {
         let body = try? await request.decode(as: LogoutBody.self, context: context)
         try await tokens.logout(refreshToken: body?.refresh_token, user: context.user, session: context.session)

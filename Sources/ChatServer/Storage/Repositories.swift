@@ -23,6 +23,8 @@ public protocol RefreshTokenRepository: Sendable {
     func revokeFamily(of tokenHash: String, userId: Int64, now: Date) async throws -> String?
     /// Revokes one family (a logout naming only its access token).
     func revoke(family: String, userId: Int64, now: Date) async throws
+    /// Families revoked since `date`: their access tokens may still be unexpired.
+    func families(revokedSince date: Date) async throws -> [String]
 }
 
 public enum RotationOutcome: Sendable, Equatable {

@@ -93,6 +93,13 @@ struct SQLiteRefreshTokenRepository: RefreshTokenRepository {
                            arguments: [now.timeIntervalSince1970, family, userId])
         }
     }
+
+    func families(revokedSince date: Date) async throws -> [String] {
+        try await pool.read { db in
+            try String.fetchAll(db, sql: "SELECT DISTINCT family FROM refresh_tokens WHERE revoked_at >= ?",
+                                arguments: [date.timeIntervalSince1970])
+        }
+    }
 }
 
 struct SQLiteRoomRepository: RoomRepository {
