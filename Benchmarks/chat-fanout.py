@@ -54,9 +54,9 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1000+ sockets; inherited by the server
     data = tempfile.mkdtemp(prefix="mediagate-fanout-")
     with open(os.path.join(data, "config.json"), "w") as f:
-        # Every client socket comes from 127.0.0.1: no per-address cap.
+        # Every client socket comes from 127.0.0.1 and 50 share a user: no caps on either.
         json.dump({"passwordHashCost": 4, "maxFailedLoginsPerAddress": 1000, "rateLimits": NO_RATE_LIMITS,
-                   "maxConnectionsPerAddress": 0}, f)
+                   "maxConnectionsPerAddress": 0, "maxSocketsPerUser": 0}, f)
     port = free_port()
     server = subprocess.Popen([BINARY, "serve", "--port", str(port), "--data-dir", data, "--config", os.path.join(data, "config.json")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "LOG_LEVEL": "warning"})

@@ -44,7 +44,7 @@ public struct ChatServices: Sendable {
         rooms = SQLiteRoomRepository(pool: database.pool)
         messages = SQLiteMessageRepository(pool: database.pool)
         reactions = SQLiteReactionRepository(pool: database.pool)
-        let hub = ChatHub(typingTimeout: .seconds(configuration.typingTimeoutSeconds))
+        let hub = ChatHub(typingTimeout: .seconds(configuration.typingTimeoutSeconds), maxSocketsPerUser: configuration.maxSocketsPerUser)
         self.hub = hub
         tokens = try await TokenService.make(directory: configuration.dataDirectory, users: users,
                                              refreshTokens: refreshTokens, configuration: configuration,

@@ -64,6 +64,38 @@ struct HostileLoadTests {
         }
     }
 
+    @Test("one user's sockets are capped: the upgrade past the cap answers 429 with Retry-After; another user connects")
+    func socketsPerUser() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.maxSocketsPerUser = 2 })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let bob = try await client.register("bob")
+            let room = try await client.createRoom("r", token: alice.access, members: ["bob"])
+            let first = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(alice.access)")
+            let second = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(alice.access)")
+            func upgrade(_ token: String) async throws -> String {
+                try await Tool.run("curl", ["-s", "-i", "--max-time", "10", "--http1.1",
+                                            "-H", "Connection: Upgrade", "-H", "Upgrade: websocket", "-H", "Sec-WebSocket-Version: 13",
+                                            "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                                            "http://127.0.0.1:\(port)/ws/chat/\(room)?token=\(token)"]).stdout
+            }
+            let refused = try await upgrade(alice.access)
+            #expect(refused.hasPrefix("HTTP/1.1 429"), "\(refused)")
+            #expect(refused.lowercased().contains("retry-after: 5") && refused.contains("too_many_requests"), "\(refused)")
+            let other = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(bob.access)")
+            try await other.send(["type": "ping"])
+            _ = try await other.inbox.next("pong")
+            // A socket closed frees its place.
+            _ = try await first.close()
+            try await Task.sleep(for: .milliseconds(200))
+            let third = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(alice.access)")
+            try await third.send(["type": "ping"])
+            _ = try await third.inbox.next("pong")
+            for socket in [second, other, third] { _ = try await socket.close() }
+        }
+    }
+
     @Test("room creation past the rate answers 429")
     func roomFlood() async throws {
         let app = try await buildApplication(try Self.limited { $0.roomActionsPerUser = RateLimit(perMinute: 1, burst: 2) })

@@ -64,17 +64,36 @@ final class ChatConnection: Sendable {
 actor ChatHub {
     private var rooms: [Int64: [UUID: ChatConnection]] = [:]
     private var typingExpiry: [Int64: [Int64: Task<Void, Never>]] = [:]
+    /// Open sockets per user, against `maxSocketsPerUser`: each one multiplies the cost of
+    /// every message to its rooms.
+    private var socketsByUser: [Int64: Int] = [:]
     let typingTimeout: Duration
+    let maxSocketsPerUser: Int
 
-    init(typingTimeout: Duration) {
+    init(typingTimeout: Duration, maxSocketsPerUser: Int = 0) {
         self.typingTimeout = typingTimeout
+        self.maxSocketsPerUser = maxSocketsPerUser
     }
 
-    func join(_ connection: ChatConnection) {
+    /// Whether `userId` may open another socket now.
+    func hasRoomForSocket(of userId: Int64) -> Bool {
+        maxSocketsPerUser <= 0 || socketsByUser[userId, default: 0] < maxSocketsPerUser
+    }
+
+    /// Adds the connection to its room's fan-out; false (not added) when its user already holds
+    /// `maxSocketsPerUser` sockets (upgrades racing past the check at the upgrade).
+    @discardableResult
+    func join(_ connection: ChatConnection) -> Bool {
+        guard hasRoomForSocket(of: connection.user.id) else { return false }
+        socketsByUser[connection.user.id, default: 0] += 1
         rooms[connection.roomId, default: [:]][connection.id] = connection
+        return true
     }
 
     func leave(_ connection: ChatConnection) {
+        guard rooms[connection.roomId]?[connection.id] != nil else { return }
+        let left = socketsByUser[connection.user.id, default: 1] - 1
+        socketsByUser[connection.user.id] = left > 0 ? left : nil
         rooms[connection.roomId]?[connection.id] = nil
         if rooms[connection.roomId]?.isEmpty == true { rooms[connection.roomId] = nil }
         if !(rooms[connection.roomId]?.values.contains { $0.user.id == connection.user.id } ?? false) {

@@ -36,7 +36,10 @@ struct ChatSocket: Sendable {
             // Authenticate and authorise before upgrading: failures are HTTP errors (401, 404)
             // with the JSON error body, which the upgrade refusal carries (UpgradeRefusal).
             do {
-                _ = try await authorise(request, context: context, upgraded: false)
+                let (grant, _) = try await authorise(request, context: context, upgraded: false)
+                guard await hub.hasRoomForSocket(of: grant.user.id) else {
+                    throw APIError.tooManyRequests(retryAfter: 5, "sockets open for this user (at most \(hub.maxSocketsPerUser))")
+                }
             } catch let error as APIError {
                 try? await context.channel.pipeline.addHandler(UpgradeRefusal(error)).get()
                 throw error
@@ -60,7 +63,10 @@ struct ChatSocket: Sendable {
     private func run(grant: AccessGrant, room: Room, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         let user = grant.user
         let connection = ChatConnection(user: user, roomId: room.id, session: grant.session, maxQueuedFrames: maxQueuedFrames)
-        await hub.join(connection)
+        guard await hub.join(connection) else {
+            try await outbound.close(.policyViolation, reason: "too many sockets open for this user")
+            return
+        }
         // Tells the client it is now in the room's fan-out: nothing sent before this reaches it.
         connection.send(ChatFrames.connected(room: room, user: user))
         do {

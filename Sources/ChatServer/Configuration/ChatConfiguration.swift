@@ -31,6 +31,8 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var passwordHashCost: Int = 12
     /// Frames queued for one WebSocket before the client counts as too slow and is dropped.
     public var maxQueuedFramesPerSocket: Int = 512
+    /// WebSockets one user may hold open at once (0: no cap); past it the upgrade answers 429.
+    public var maxSocketsPerUser: Int = 32
     /// Seconds a typing indicator lasts without a new `typing_start`.
     public var typingTimeoutSeconds: Int = 6
     /// Largest tus upload (`Tus-Max-Size`), bytes.
@@ -98,6 +100,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         loginThrottleWindowSeconds = try value(.loginThrottleWindowSeconds, loginThrottleWindowSeconds)
         passwordHashCost = try value(.passwordHashCost, passwordHashCost)
         maxQueuedFramesPerSocket = try value(.maxQueuedFramesPerSocket, maxQueuedFramesPerSocket)
+        maxSocketsPerUser = try value(.maxSocketsPerUser, maxSocketsPerUser)
         typingTimeoutSeconds = try value(.typingTimeoutSeconds, typingTimeoutSeconds)
         maxUploadBytes = try value(.maxUploadBytes, maxUploadBytes)
         uploadExpirySeconds = try value(.uploadExpirySeconds, uploadExpirySeconds)
@@ -147,6 +150,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try check(maxMessageLength > 0 && maxHistoryPage > 0, "message limits must be positive")
         try check((4...31).contains(passwordHashCost), "passwordHashCost must be between 4 and 31")
         try check(maxQueuedFramesPerSocket >= 16, "maxQueuedFramesPerSocket must be at least 16")
+        try check(maxSocketsPerUser >= 0, "maxSocketsPerUser must not be negative")
         try check(maxUploadBytes > 0, "maxUploadBytes must be positive")
         try check(thumbnailMemoryCacheBytes >= 0, "thumbnailMemoryCacheBytes must not be negative")
         try check(userQuotaBytes >= 0, "userQuotaBytes must be 0 (no quota) or positive")
