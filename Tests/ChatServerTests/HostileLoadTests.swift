@@ -260,6 +260,71 @@ struct HostileLoadTests {
         }
     }
 
+    @Test("multipart: a huge part header is refused at 16 KiB, a chunked body of other parts at the size limit; a file with no CR byte arrives whole")
+    func multipartBounds() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.maxMultipartBytes = 1 << 20 })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let url = "http://127.0.0.1:\(port)/api/upload-file"
+            let work = try Fixtures.temporaryDirectory("multipart-bounds")
+            func body(_ name: String, _ parts: String) async throws -> String {
+                let path = work.appendingPathComponent(name).path
+                try await Tool.text("python3", ["-c", parts, path])
+                return path
+            }
+            func send(_ path: String, chunked: Bool = false) async throws -> (status: Int, seconds: Double) {
+                let started = ContinuousClock.now
+                var arguments = ["-H", "Authorization: Bearer \(alice.access)", "-H", "Content-Type: multipart/form-data; boundary=XyZ",
+                                 "--data-binary", "@\(path)", url]
+                if chunked { arguments = ["-H", "Transfer-Encoding: chunked"] + arguments }
+                let result = try await MultipartUploadTests.curl(arguments)
+                let elapsed = ContinuousClock.now - started
+                return (result.status, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            }
+            let zeros = try await body("zeros", """
+                import sys
+                open(sys.argv[1], "wb").write(b'--XyZ\\r\\nContent-Disposition: form-data; name="file"; filename="z.bin"\\r\\n\\r\\n'
+                    + bytes(900_000) + b'\\r\\n--XyZ--\\r\\n')
+                """)
+            #expect(try await send(zeros).status == 200)
+            let hugeHeader = try await body("header", """
+                import sys
+                open(sys.argv[1], "wb").write(b'--XyZ\\r\\nContent-Disposition: form-data; name="file"; filename="a.txt"\\r\\nX-Pad: '
+                    + b'a' * 900_000 + b'\\r\\n\\r\\nhello\\r\\n--XyZ--\\r\\n')
+                """)
+            let header = try await send(hugeHeader)
+            #expect(header.status == 400 && header.seconds < 5, "\(header)")
+            let manyParts = try await body("parts", """
+                import sys
+                with open(sys.argv[1], "wb") as f:
+                    for n in range(40):
+                        f.write(b'--XyZ\\r\\nContent-Disposition: form-data; name="note%d"\\r\\n\\r\\n' % n + b'x' * 100_000 + b'\\r\\n')
+                    f.write(b'--XyZ--\\r\\n')
+                """)
+            #expect(try await send(manyParts, chunked: true).status == 413)
+        }
+    }
+
+    @Test("100 tus creations at once against a quota with room for 5: exactly 5 are accepted")
+    func quotaUnderRace() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.userQuotaBytes = 5_000 })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            // 100 curl processes at once, each its own connection: the server sees them together (the
+            // check and the insert apart, 7-9 of them were accepted).
+            let output = try await Tool.run("sh", ["-c", """
+                seq 100 | xargs -P 100 -I{} curl -s -o /dev/null -w '%{http_code}\\n' -X POST \
+                  -H 'Authorization: Bearer \(alice.access)' -H 'Tus-Resumable: 1.0.0' -H 'Upload-Length: 1000' \
+                  http://127.0.0.1:\(port)/api/uploads
+                """])
+            let statuses = output.stdout.split(separator: "\n").map(String.init)
+            #expect(statuses.filter { $0 == "201" }.count == 5, "\(statuses)")
+            #expect(statuses.filter { $0 == "413" }.count == 95, "\(statuses)")
+        }
+    }
+
     @Test("a PATCH at the end of a completed upload is a 204 no-op; the upload is processed once")
     func patchAfterCompletion() async throws {
         let app = try await buildApplication(try testConfiguration())

@@ -7,6 +7,8 @@ import NIOCore
 /// disk part by part, never held whole in memory; answers 200 with the seed's keys (`filename`
 /// is the file's capability name), the signed `url` and the full `attachment`.
 struct MultipartUploadController: Sendable {
+    /// Longest a part's headers may run before the parser hands one over.
+    static let maxPartHeaderBytes = 16 * 1024
     let files: UploadFiles
     let uploads: any UploadRepository
     let completion: UploadCompletion
@@ -45,8 +47,18 @@ struct MultipartUploadController: Sendable {
             parser.onHeader = { name, value in part.header(name, value) }
             parser.onBody = { buffer in part.body(buffer) }
             parser.onPartComplete = { part.complete() }
+            // The whole body, whatever its parts, is bounded like the file (a chunked body has no
+            // Content-Length to refuse up front); a part's headers are bounded apart, since the
+            // parser gathers a header line before it hands it over.
+            var bodyBytes: Int64 = 0
             for try await chunk in request.body {
+                bodyBytes += Int64(chunk.readableBytes)
+                guard bodyBytes <= limit + 64 * 1024 else { throw overLimit }
+                part.bytesWithoutProgress += chunk.readableBytes
                 do { try parser.execute(chunk) } catch { throw APIError.badRequest("the multipart body is malformed") }
+                guard part.bytesWithoutProgress <= Self.maxPartHeaderBytes else {
+                    throw APIError.badRequest("a part's headers are over \(Self.maxPartHeaderBytes) bytes")
+                }
                 for piece in part.takeFileBytes() {
                     guard writer.end + Int64(piece.readableBytes) <= limit else { throw overLimit }
                     try await writer.append(piece)
@@ -106,11 +118,15 @@ private final class PartCollector: @unchecked Sendable {
     /// are gathered here and written once per read: a write per piece made this endpoint move
     /// ~33 MB/s.
     private var pending = ByteBuffer()
+    /// Bytes fed to the parser since it last handed anything over (a header, body bytes, a
+    /// part's end): what it is holding back, which is a header line being gathered.
+    var bytesWithoutProgress = 0
     private(set) var sawFile = false
     private(set) var fileComplete = false
     private(set) var filename: String?
 
     func header(_ name: String, _ value: String) {
+        bytesWithoutProgress = 0
         headers[name.lowercased()] = value
         if name.lowercased() == "content-disposition", Self.parameter("name", in: value) == "file", !sawFile {
             inFile = true
@@ -120,12 +136,14 @@ private final class PartCollector: @unchecked Sendable {
     }
 
     func body(_ buffer: ByteBuffer) {
+        bytesWithoutProgress = 0
         guard inFile else { return }
         var buffer = buffer
         pending.writeBuffer(&buffer)
     }
 
     func complete() {
+        bytesWithoutProgress = 0
         if inFile { fileComplete = true }
         inFile = false
         headers = [:]

@@ -88,8 +88,13 @@ struct TusController: Sendable {
         let now = Date()
         let record = UploadRecord(id: TokenService.randomToken(), userId: context.user.id, length: length, offset: 0,
                                   metadata: metadata, createdAt: now, expiresAt: now.addingTimeInterval(expiry))
-        try await files.create(record.id)
-        try await uploads.create(record)
+        // The check above answers most refusals cheaply; this one, in the insert's transaction,
+        // holds against creations racing each other.
+        guard try await uploads.create(record, quota: policy.quotaBytes) else { throw policy.quotaExceeded }
+        do { try await files.create(record.id) } catch {
+            try? await uploads.delete(id: record.id)
+            throw error
+        }
 
         var headers = Self.baseHeaders
         headers[.location] = "/api/uploads/\(record.id)"

@@ -22,7 +22,10 @@ struct UploadRecord: Sendable, Equatable {
 
 /// Upload state, stored so that a restarted server resumes where the disk says.
 protocol UploadRepository: Sendable {
-    func create(_ record: UploadRecord) async throws
+    /// Stores a new upload if its declared length fits what `quota` leaves its user, counted in
+    /// the same transaction: parallel creations cannot all pass one check and overrun the quota
+    /// together. Returns false (nothing stored) when it does not fit; `quota` nil: no quota.
+    func create(_ record: UploadRecord, quota: Int64?) async throws -> Bool
     func upload(id: String) async throws -> UploadRecord?
     /// Records that the bytes up to `offset` are on disk, and the length if it was deferred.
     func advance(id: String, to offset: Int64, length: Int64?, completedAt: Date?) async throws
@@ -90,12 +93,19 @@ struct SQLiteUploadRepository: UploadRepository {
         }
     }
 
-    func create(_ record: UploadRecord) async throws {
+    func create(_ record: UploadRecord, quota: Int64?) async throws -> Bool {
         try await pool.write { db in
+            // One write transaction: SQLite runs them one at a time, so the sum read here is
+            // the one the insert is checked against.
+            if let quota, let length = record.length,
+               try Self.bytesInUse(db, userId: record.userId, at: record.createdAt) + length > quota {
+                return false
+            }
             try db.execute(sql: """
                 INSERT INTO uploads (id, user_id, length, "offset", metadata, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [record.id, record.userId, record.length, record.offset, record.metadata,
                                  record.createdAt.timeIntervalSince1970, record.expiresAt.timeIntervalSince1970])
+            return true
         }
     }
 
@@ -142,14 +152,16 @@ struct SQLiteUploadRepository: UploadRepository {
     }
 
     func bytesInUse(userId: Int64, at now: Date) async throws -> Int64 {
-        try await pool.read { db in
-            try Int64.fetchOne(db, sql: """
-                SELECT (SELECT COALESCE(SUM(size), 0) FROM files WHERE owner_id = ?)
-                     + (SELECT COALESCE(SUM(COALESCE(length, "offset")), 0) FROM uploads
-                        WHERE user_id = ? AND file_id IS NULL AND rejection IS NULL
-                          AND (completed_at IS NOT NULL OR expires_at > ?))
-                """, arguments: [userId, userId, now.timeIntervalSince1970]) ?? 0
-        }
+        try await pool.read { db in try Self.bytesInUse(db, userId: userId, at: now) }
+    }
+
+    private static func bytesInUse(_ db: Database, userId: Int64, at now: Date) throws -> Int64 {
+        try Int64.fetchOne(db, sql: """
+            SELECT (SELECT COALESCE(SUM(size), 0) FROM files WHERE owner_id = ?)
+                 + (SELECT COALESCE(SUM(COALESCE(length, "offset")), 0) FROM uploads
+                    WHERE user_id = ? AND file_id IS NULL AND rejection IS NULL
+                      AND (completed_at IS NOT NULL OR expires_at > ?))
+            """, arguments: [userId, userId, now.timeIntervalSince1970]) ?? 0
     }
 
     func expired(at now: Date) async throws -> [String] {
