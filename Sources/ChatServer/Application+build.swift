@@ -53,12 +53,32 @@ public struct ChatServices: Sendable {
         uploads = SQLiteUploadRepository(pool: database.pool)
         uploadFiles = try UploadFiles(dataDirectory: configuration.dataDirectory)
         fileStore = try FileStore(pool: database.pool, dataDirectory: configuration.dataDirectory)
-        thumbnails = try Thumbnails(dataDirectory: configuration.dataDirectory, processor: MediaProcessor(pool: Self.thumbnailWorkers),
+        let limits = MediaLimits(timeLimit: .milliseconds(Int64(configuration.mediaTimeLimitSeconds * 1000)))
+        let isolation = Self.decodeWorker(configuration)
+        thumbnails = try Thumbnails(dataDirectory: configuration.dataDirectory,
+                                    processor: MediaProcessor(limits: limits, pool: Self.thumbnailWorkers, isolation: isolation),
                                     memoryBytes: configuration.thumbnailMemoryCacheBytes)
         policy = UploadPolicy(configuration: configuration)
         completion = UploadCompletion(uploads: uploads, files: uploadFiles, store: fileStore,
-                                      processor: MediaProcessor(pool: Self.mediaWorkers), thumbnails: thumbnails, policy: policy)
+                                      processor: MediaProcessor(limits: limits, pool: Self.mediaWorkers, isolation: isolation),
+                                      thumbnails: thumbnails, policy: policy)
         urlSigner = try URLSigner(directory: configuration.dataDirectory, lifetime: TimeInterval(configuration.signedURLSeconds))
+    }
+
+    /// Where SVG and PDF are decoded (`decodeWorker` in the configuration).
+    static func decodeWorker(_ configuration: ChatConfiguration) -> DecodeWorkerProcess? {
+        let executable: String
+        if let configured = configuration.decodeWorker {
+            guard !configured.isEmpty else { return nil }
+            executable = configured
+        } else {
+            // `mediagate serve` is its own decode worker; a test process running the server in
+            // it is not, and decodes in-process unless told where mediagate is.
+            guard let running = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
+                  (running as NSString).lastPathComponent == "mediagate" else { return nil }
+            executable = running
+        }
+        return DecodeWorkerProcess(executable: executable, memoryLimitBytes: configuration.decodeWorkerMemoryBytes)
     }
 
     /// The service that deletes expired uploads.

@@ -4,6 +4,9 @@ import Foundation
 struct MediaAnalysis {
     let worker: MediaWorker
     let limits: MediaLimits
+    /// Where SVG and PDF are decoded when set (see ``DecodeWorkerProcess``); in this process
+    /// when nil, as in the worker itself and the command line.
+    var isolation: DecodeWorkerProcess? = nil
 
     func probe(path: String, filename: String, thumbnail request: ThumbnailRequest?, depth: ProbeDepth = .full,
                knownSHA256: String? = nil) throws(MediaError) -> MediaReport {
@@ -37,6 +40,17 @@ struct MediaAnalysis {
                 if let family = mimeType.split(separator: "/").first, ["image", "video", "audio"].contains(family) {
                     report.error = MediaError(.unsupported, "\(mimeType) is not decoded here; it is kept as a file")
                 }
+            case .vips(let vipsRoute) where isolation != nil && !vipsRoute.loaders.isDisjoint(with: DecodeWorkerProcess.unkillableLoaders):
+                let job = DecodeJob(mode: .probe, path: path, filename: name, headersOnly: depth == .headers, knownSHA256: sha256,
+                                    thumbnail: request.map(DecodeJob.ThumbnailSpec.init), maxPixels: limits.maxPixels,
+                                    maxFrames: limits.maxFrames, timeLimitSeconds: Self.seconds(limits.timeLimit))
+                let answer = try isolation!.run(job, deadline: deadline)
+                if var isolated = answer.attachment {
+                    isolated.claimedMimeType = report.attachment.claimedMimeType
+                    report.attachment = isolated
+                }
+                report.thumbnail = answer.decodedThumbnail
+                report.error = answer.error
             case .vips(let vipsRoute):
                 try describeImage(path: path, route: vipsRoute, request: request, deadline: deadline, decode: depth == .full, into: &report)
             case .ffmpeg(let demuxer):
@@ -75,6 +89,14 @@ struct MediaAnalysis {
         switch MediaRoute.forMimeType(mimeType).decoder {
         case .none:
             throw MediaError(.noThumbnail, "\(mimeType) has no picture to make a thumbnail from")
+        case .vips(let route) where isolation != nil && !route.loaders.isDisjoint(with: DecodeWorkerProcess.unkillableLoaders):
+            let job = DecodeJob(mode: .thumbnail, path: path, filename: "", headersOnly: false, knownSHA256: nil,
+                                thumbnail: DecodeJob.ThumbnailSpec(request), maxPixels: limits.maxPixels,
+                                maxFrames: limits.maxFrames, timeLimitSeconds: Self.seconds(limits.timeLimit))
+            let answer = try isolation!.run(job, deadline: deadline)
+            if let error = answer.error { throw error }
+            guard let thumbnail = answer.decodedThumbnail else { throw MediaError(.noThumbnail, "no picture was found") }
+            return thumbnail
         case .vips(let route):
             try describeImage(path: path, route: route, request: request, deadline: deadline, into: &report)
         case .ffmpeg(let demuxer):
@@ -86,6 +108,10 @@ struct MediaAnalysis {
     }
 
     // MARK: - Steps
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
 
     private func regularFileSize(_ path: String) throws(MediaError) -> Int {
         var info = stat()

@@ -13,14 +13,18 @@ import Foundation
 /// ```
 public struct MediaProcessor: Sendable {
     public var limits: MediaLimits
+    /// Where SVG and PDF are decoded: a child process per file when set, which the time limit
+    /// can kill (see ``DecodeWorkerProcess``); this process when nil.
+    public var isolation: DecodeWorkerProcess?
     private let pool: MediaWorkerPool
 
     /// Longest side of the picture the BlurHash is computed from.
     static let previewSize = 32
 
-    public init(limits: MediaLimits = MediaLimits(), pool: MediaWorkerPool = MediaWorkerPool()) {
+    public init(limits: MediaLimits = MediaLimits(), pool: MediaWorkerPool = MediaWorkerPool(), isolation: DecodeWorkerProcess? = nil) {
         self.limits = limits
         self.pool = pool
+        self.isolation = isolation
     }
 
     /// Analyses the file at `path`.
@@ -42,10 +46,10 @@ public struct MediaProcessor: Sendable {
     ///   the worker queue is full.
     public func probe(fileAt path: String, filename: String? = nil, thumbnail: ThumbnailRequest? = nil,
                       depth: ProbeDepth = .full, knownSHA256: String? = nil) async throws -> MediaReport {
-        let limits = self.limits
+        let limits = self.limits, isolation = self.isolation
         return try await pool.run { worker in
             let started = ContinuousClock.now
-            var report = try MediaAnalysis(worker: worker, limits: limits).probe(
+            var report = try MediaAnalysis(worker: worker, limits: limits, isolation: isolation).probe(
                 path: path, filename: filename ?? (path as NSString).lastPathComponent, thumbnail: thumbnail, depth: depth,
                 knownSHA256: knownSHA256)
             report.elapsed = ContinuousClock.now - started
@@ -59,9 +63,9 @@ public struct MediaProcessor: Sendable {
     /// - Throws: `MediaError`: `.noThumbnail` for audio without cover art and for types that
     ///   have no picture, or the reason decoding failed.
     public func thumbnail(fileAt path: String, request: ThumbnailRequest) async throws -> Thumbnail {
-        let limits = self.limits
+        let limits = self.limits, isolation = self.isolation
         return try await pool.run { worker in
-            try MediaAnalysis(worker: worker, limits: limits).thumbnail(path: path, request: request)
+            try MediaAnalysis(worker: worker, limits: limits, isolation: isolation).thumbnail(path: path, request: request)
         }
     }
 

@@ -10,6 +10,6 @@ struct Mediagate: AsyncParsableCommand {
             codecs, thumbnails and BlurHash placeholders) with libmagic, libvips and FFmpeg.
             """,
         version: "0.1.0",
-        subcommands: [Serve.self, UserCommand.self, Probe.self, MakeThumbnail.self, Login.self, Upload.self]
+        subcommands: [Serve.self, UserCommand.self, Probe.self, MakeThumbnail.self, Login.self, Upload.self, DecodeWorker.self]
     )
 }

@@ -14,12 +14,13 @@ final class LiveGateway: @unchecked Sendable {
     private let server: Process
     private var helpers: [Process] = []
 
-    /// Starts a gateway; `config` becomes the server's `--config` file.
-    static func start(_ label: String, config: [String: Int] = [:]) async throws -> LiveGateway {
-        try await offPool { try LiveGateway(label, config: config) }
+    /// Starts a gateway; `config` becomes the server's `--config` file, `environment` is added to
+    /// the server process's own.
+    static func start(_ label: String, config: [String: Int] = [:], environment: [String: String] = [:]) async throws -> LiveGateway {
+        try await offPool { try LiveGateway(label, config: config, environment: environment) }
     }
 
-    private init(_ label: String, config: [String: Int]) throws {
+    private init(_ label: String, config: [String: Int], environment: [String: String]) throws {
         data = try Fixtures.temporaryDirectory(label).path
         home = (data as NSString).appendingPathComponent("home")
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
@@ -33,6 +34,9 @@ final class LiveGateway: @unchecked Sendable {
         server = Process()
         server.executableURL = URL(fileURLWithPath: ExecutableTests.executable)
         server.arguments = ["serve", "--port", "\(port)", "--data-dir", data, "--config", configPath]
+        // Only when asked: Foundation's Process.run with an environment crashed (in memmove)
+        // with other gateways starting on other threads.
+        if !environment.isEmpty { server.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         server.standardOutput = FileHandle.nullDevice
         server.standardError = FileHandle.nullDevice
         try server.run()

@@ -64,6 +64,15 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     /// trades crash safety (acknowledged bytes may be lost on power failure or kernel crash,
     /// not on a server crash) for throughput on slow disks, as nginx and tuspyserver run.
     public var durableUploads: Bool = true
+    /// Seconds the media pipeline may spend decoding one file.
+    public var mediaTimeLimitSeconds: Double = 30
+    /// The `mediagate` executable that decodes SVG and PDF in a child process the time limit
+    /// can kill (librsvg and poppler ignore libvips' kill flag). nil: this process's own
+    /// executable when it is `mediagate` (so `mediagate serve` isolates them), else none; "":
+    /// decode them in this process.
+    public var decodeWorker: String? = nil
+    /// Address space a decode worker may map, bytes.
+    public var decodeWorkerMemoryBytes: Int = 4 << 30
     /// Token-bucket limits on registrations, messages, room actions and uploads (Docs/API.md).
     public var rateLimits = RateLimits()
     /// Seconds a new connection has to finish its first request head before it is closed.
@@ -112,6 +121,9 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         durableUploads = try value(.durableUploads, durableUploads)
         thumbnailMemoryCacheBytes = try value(.thumbnailMemoryCacheBytes, thumbnailMemoryCacheBytes)
         rateLimits = try value(.rateLimits, rateLimits)
+        mediaTimeLimitSeconds = try value(.mediaTimeLimitSeconds, mediaTimeLimitSeconds)
+        decodeWorker = try value(.decodeWorker, decodeWorker)
+        decodeWorkerMemoryBytes = try value(.decodeWorkerMemoryBytes, decodeWorkerMemoryBytes)
         headerTimeoutSeconds = try value(.headerTimeoutSeconds, headerTimeoutSeconds)
         idleTimeoutSeconds = try value(.idleTimeoutSeconds, idleTimeoutSeconds)
         maxConnectionsPerAddress = try value(.maxConnectionsPerAddress, maxConnectionsPerAddress)
@@ -151,6 +163,8 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try check((4...31).contains(passwordHashCost), "passwordHashCost must be between 4 and 31")
         try check(maxQueuedFramesPerSocket >= 16, "maxQueuedFramesPerSocket must be at least 16")
         try check(maxSocketsPerUser >= 0, "maxSocketsPerUser must not be negative")
+        try check(mediaTimeLimitSeconds > 0 && mediaTimeLimitSeconds <= 3600, "mediaTimeLimitSeconds must be between 0 and 3600")
+        try check(decodeWorkerMemoryBytes >= 64 << 20, "decodeWorkerMemoryBytes must be at least 64 MiB")
         try check(maxUploadBytes > 0, "maxUploadBytes must be positive")
         try check(thumbnailMemoryCacheBytes >= 0, "thumbnailMemoryCacheBytes must not be negative")
         try check(userQuotaBytes >= 0, "userQuotaBytes must be 0 (no quota) or positive")

@@ -37,6 +37,16 @@ public struct MediaError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let overloaded = Code(base: .overloaded)
 
         public var description: String { base.rawValue }
+
+        /// The code a ``description`` names (as a worker process reports it); `corrupt` for a
+        /// name this version does not know.
+        init(named name: String) {
+            base = Base(rawValue: name) ?? .corrupt
+        }
+
+        private init(base: Base) {
+            self.base = base
+        }
     }
 
     public let code: Code
