@@ -44,7 +44,7 @@ struct MediaAnalysis {
                 let job = DecodeJob(mode: .probe, path: path, filename: name, headersOnly: depth == .headers, knownSHA256: sha256,
                                     thumbnail: request.map(DecodeJob.ThumbnailSpec.init), maxPixels: limits.maxPixels,
                                     maxFrames: limits.maxFrames, timeLimitSeconds: Self.seconds(limits.timeLimit))
-                let answer = try isolation!.run(job, deadline: deadline)
+                let answer = try isolation!.run(job, deadline: deadline, on: worker)
                 if var isolated = answer.attachment {
                     isolated.claimedMimeType = report.attachment.claimedMimeType
                     report.attachment = isolated
@@ -93,7 +93,7 @@ struct MediaAnalysis {
             let job = DecodeJob(mode: .thumbnail, path: path, filename: "", headersOnly: false, knownSHA256: nil,
                                 thumbnail: DecodeJob.ThumbnailSpec(request), maxPixels: limits.maxPixels,
                                 maxFrames: limits.maxFrames, timeLimitSeconds: Self.seconds(limits.timeLimit))
-            let answer = try isolation!.run(job, deadline: deadline)
+            let answer = try isolation!.run(job, deadline: deadline, on: worker)
             if let error = answer.error { throw error }
             guard let thumbnail = answer.decodedThumbnail else { throw MediaError(.noThumbnail, "no picture was found") }
             return thumbnail

@@ -7,9 +7,12 @@ import Foundation
 /// so the time limit holds for everything they decode themselves. librsvg (SVG) and poppler
 /// (PDF) render a whole page in one call: an SVG filter built to be slow (`feTurbulence` with
 /// 100 octaves under a large blur) ran 3 min 45 s past a 30 s limit, in the gateway's own
-/// process. Those two go to a child (`mediagate decode-worker`, one per file) with CPU-time and
-/// address-space limits, killed at the deadline; a crash in a decoder is the child's death, not
-/// the gateway's. The job and the answer travel as JSON files in a private temporary folder.
+/// process. Those two go to a child, `mediagate decode-worker`, with CPU-time and address-space
+/// limits, killed at the deadline; a crash in a decoder is the child's death, not the gateway's.
+///
+/// Each media worker thread keeps one child for as long as it lives (starting a `mediagate`
+/// costs ~110 ms of CPU, ten times an SVG's decode), talking JSON lines over a socket pair; a
+/// child that is killed or dies is replaced by the next job that needs one.
 public struct DecodeWorkerProcess: Sendable {
     /// The `mediagate` executable whose `decode-worker` command does the work.
     public var executable: String
@@ -27,53 +30,84 @@ public struct DecodeWorkerProcess: Sendable {
     /// The loaders whose libraries ignore libvips' kill flag.
     static let unkillableLoaders: Set<String> = ["svgload_source", "svgload", "pdfload"]
 
-    /// Runs `job` in a child and waits for it, at most until `deadline` (plus a second for the
-    /// child to start and write its answer). Blocks the calling thread: call on a media worker.
-    func run(_ job: DecodeJob, deadline: Deadline) throws(MediaError) -> DecodeAnswer {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mediagate-decode-\(UUID().uuidString)")
-        do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700]) } catch {
-            throw MediaError(.io, "cannot make a folder for the decode worker: \(error)")
+    /// Time a child gets past the deadline to notice it and answer, before it is killed.
+    static let grace: Duration = .milliseconds(300)
+
+    /// Runs `job` in `worker`'s child (started if it has none) and waits for the answer, at
+    /// most until `deadline`. Blocks the calling thread: call on the media worker it names.
+    func run(_ job: DecodeJob, deadline: Deadline, on worker: MediaWorker) throws(MediaError) -> DecodeAnswer {
+        let child: DecodeChild
+        if let running = worker.decodeChild {
+            child = running
+        } else {
+            child = try DecodeChild(executable: executable, memoryLimitBytes: memoryLimitBytes, environment: environment)
+            worker.decodeChild = child
         }
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let jobFile = folder.appendingPathComponent("job.json"), answerFile = folder.appendingPathComponent("answer.json")
-        do { try JSONEncoder().encode(job).write(to: jobFile) } catch {
+        let line: [UInt8]
+        do {
+            var request = try JSONEncoder().encode(job)
+            request.append(UInt8(ascii: "\n"))
+            try child.send(request)
+            line = try child.receiveLine(until: ContinuousClock.now + .microseconds(deadline.remainingMicroseconds) + Self.grace)
+        } catch let failure as DecodeChildFailure {
+            worker.decodeChild = nil
+            throw failure.mediaError(child.end())
+        } catch {
             throw MediaError(.io, "cannot write the decode job: \(error)")
         }
-
-        let pid = try spawn(["decode-worker", jobFile.path, answerFile.path, String(memoryLimitBytes)])
-        // Polled rather than waited for: a blocking waitpid cannot time out, and Foundation's
-        // Process (which can) crashed in the test runner launching several at once.
-        let giveUp = ContinuousClock.now + .microseconds(deadline.remainingMicroseconds) + .seconds(1)
-        var status: Int32 = 0
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            guard ContinuousClock.now < giveUp else {
-                kill(pid, SIGKILL)
-                _ = waitpid(pid, &status, 0)
-                throw MediaError(.timedOut, "decoding ran past the time limit; its worker process was killed")
-            }
-            usleep(2_000)
-        }
-        // WIFSIGNALED / WTERMSIG, which Swift does not import.
-        let signal = status & 0x7f
-        if signal != 0 && signal != 0x7f {
-            if signal == SIGXCPU || signal == SIGKILL { throw MediaError(.timedOut, "the decode worker ran out of CPU time (signal \(signal))") }
-            throw MediaError(.corrupt, "the decoder crashed on this file (signal \(signal)); the gateway is unaffected")
-        }
-        guard let data = try? Data(contentsOf: answerFile), let answer = try? JSONDecoder().decode(DecodeAnswer.self, from: data) else {
-            throw MediaError(.corrupt, "the decode worker exited (status \((status >> 8) & 0xff)) without an answer")
+        guard let answer = try? JSONDecoder().decode(DecodeAnswer.self, from: Data(line)) else {
+            worker.decodeChild = nil
+            child.end()
+            throw MediaError(.corrupt, "the decode worker answered something that is not an answer")
         }
         return answer
     }
 }
 
-extension DecodeWorkerProcess {
-    /// Starts `executable` with `arguments`, its standard streams on /dev/null, this process's
-    /// environment plus ``environment`` and no Swift crash backtrace (it takes seconds; the
-    /// parent reports the signal). Returns the child's pid.
-    fileprivate func spawn(_ arguments: [String]) throws(MediaError) -> pid_t {
+/// Why talking to a child failed.
+enum DecodeChildFailure: Error {
+    case timedOut
+    case gone
+    case io(String)
+
+    /// The error a job sees, given how the child ended (its `waitpid` status).
+    func mediaError(_ status: Int32) -> MediaError {
+        // WIFSIGNALED / WTERMSIG, which Swift does not import.
+        let signal = status & 0x7f
+        switch self {
+        case .timedOut:
+            return MediaError(.timedOut, "decoding ran past the time limit; its worker process was killed")
+        case .gone where signal == SIGXCPU:
+            return MediaError(.timedOut, "the decode worker ran out of CPU time")
+        case .gone where signal != 0 && signal != 0x7f:
+            return MediaError(.corrupt, "the decoder crashed on this file (signal \(signal)); the gateway is unaffected")
+        case .gone:
+            return MediaError(.corrupt, "the decode worker exited (status \((status >> 8) & 0xff)) without an answer")
+        case .io(let message):
+            return MediaError(.io, "the decode worker: \(message)")
+        }
+    }
+}
+
+/// One running `mediagate decode-worker`, its stdin and stdout one end of a socket pair (so that
+/// writing to a child that died is an error here, not a SIGPIPE for the whole gateway). Owned by
+/// one media worker thread.
+final class DecodeChild {
+    let pid: pid_t
+    private let socket: Int32
+    private var buffered: [UInt8] = []
+    private var ended = false
+
+    init(executable: String, memoryLimitBytes: Int, environment: [String: String]) throws(MediaError) {
+        var ends: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
+            throw MediaError(.io, "cannot make a socket pair for the decode worker: \(String(cString: strerror(errno)))")
+        }
         var variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        // No Swift crash backtrace: it takes seconds, and the parent reports the signal.
         variables["SWIFT_BACKTRACE"] = "enable=no"
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let arguments: [String] = [executable, "decode-worker", String(memoryLimitBytes)]
+        let argv = arguments.map { strdup($0) } + [nil]
         let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
             argv.forEach { free($0) }
@@ -82,17 +116,78 @@ extension DecodeWorkerProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        // dup2 clears close-on-exec: the child keeps only its end, as stdin and stdout.
+        posix_spawn_file_actions_adddup2(&actions, ends[1], 0)
+        posix_spawn_file_actions_adddup2(&actions, ends[1], 1)
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         var pid: pid_t = 0
         let status = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        close(ends[1])
         guard status == 0 else {
+            close(ends[0])
             throw MediaError(.io, "cannot start the decode worker \(executable): \(String(cString: strerror(status)))")
         }
-        return pid
+        self.pid = pid
+        socket = ends[0]
     }
+
+    func send(_ bytes: Data) throws(DecodeChildFailure) {
+        var sent = 0
+        while sent < bytes.count {
+            let count = bytes.withUnsafeBytes { Glibc.send(socket, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw errno == EPIPE || errno == ECONNRESET ? .gone : .io(String(cString: strerror(errno)))
+            }
+            sent += count
+        }
+    }
+
+    /// The next line the child writes, without its newline; `.timedOut` at `deadline`.
+    func receiveLine(until deadline: ContinuousClock.Instant) throws(DecodeChildFailure) -> [UInt8] {
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            if let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Array(buffered[..<newline])
+                buffered.removeSubrange(...newline)
+                return line
+            }
+            let left = ContinuousClock.now.duration(to: deadline)
+            guard left > .zero else { throw .timedOut }
+            var ready = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+            let milliseconds = Int32(min(1000, max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
+            let polled = poll(&ready, 1, milliseconds)
+            if polled < 0, errno != EINTR { throw .io(String(cString: strerror(errno))) }
+            guard polled > 0 else { continue }
+            let count = chunk.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+            if count == 0 { throw .gone }
+            if count < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw errno == ECONNRESET ? .gone : .io(String(cString: strerror(errno)))
+            }
+            buffered.append(contentsOf: chunk[..<count])
+        }
+    }
+
+    /// Ends the child (SIGKILL unless it is gone already) and returns its `waitpid` status.
+    @discardableResult
+    func end() -> Int32 {
+        guard !ended else { return 0 }
+        ended = true
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == 0 {
+            kill(pid, SIGKILL)
+            _ = waitpid(pid, &status, 0)
+        }
+        close(socket)
+        return status
+    }
+
+    deinit { end() }
 }
+
+@available(*, unavailable, message: "a decode child belongs to one media worker thread")
+extension DecodeChild: Sendable {}
 
 /// What a decode worker is asked: one file, probed or thumbnailed, under these limits.
 struct DecodeJob: Codable, Sendable {
@@ -150,27 +245,33 @@ struct DecodeAnswer: Codable, Sendable {
     }
 }
 
-/// The worker's side: `mediagate decode-worker JOB ANSWER MEMORY`.
+/// The worker's side: `mediagate decode-worker MEMORY`, reading one JSON job a line on stdin
+/// and writing one JSON answer a line on stdout, until stdin ends.
 public enum DecodeWorkerMain {
-    /// Runs one job in this process (the child) and writes the answer; returns the exit status.
-    public static func run(jobPath: String, answerPath: String, memoryLimitBytes: Int) -> Int32 {
-        guard let data = FileManager.default.contents(atPath: jobPath),
-              let job = try? JSONDecoder().decode(DecodeJob.self, from: data) else { return 2 }
-        // The kernel enforces what the parent's deadline might miss: CPU time past the limit
-        // (SIGXCPU, then SIGKILL a second later) and memory (allocation fails).
-        let cpuSeconds = rlim_t(max(1, job.timeLimitSeconds.rounded(.up)) + 1)
-        var cpu = rlimit(rlim_cur: cpuSeconds, rlim_max: cpuSeconds + 1)
-        setrlimit(__rlimit_resource_t(RLIMIT_CPU.rawValue), &cpu)
+    /// Serves jobs until stdin closes; returns the exit status.
+    public static func serve(memoryLimitBytes: Int) -> Int32 {
+        // The kernel enforces what the parent's deadline might miss: memory (allocation
+        // fails) for the child's life, and CPU time (SIGXCPU) per job, set below.
         var memory = rlimit(rlim_cur: rlim_t(memoryLimitBytes), rlim_max: rlim_t(memoryLimitBytes))
         setrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &memory)
-        if ProcessInfo.processInfo.environment["MEDIAGATE_DECODE_WORKER_FAULT"] == "segv" {
-            // A real bad write, as a decoder bug makes (a raised SIGSEGV returns from Swift's
-            // crash handler and carries on).
-            UnsafeMutablePointer<Int>(bitPattern: 8)!.pointee = 1
-        }
-
         let worker = MediaWorker()
         defer { worker.close() }
+        while let line = readLine(strippingNewline: true) {
+            guard let job = try? JSONDecoder().decode(DecodeJob.self, from: Data(line.utf8)) else { return 2 }
+            limitCPU(toAnother: job.timeLimitSeconds)
+            if ProcessInfo.processInfo.environment["MEDIAGATE_DECODE_WORKER_FAULT"] == "segv" {
+                // A real bad write, as a decoder bug makes (a raised SIGSEGV returns from
+                // Swift's crash handler and carries on).
+                UnsafeMutablePointer<Int>(bitPattern: 8)!.pointee = 1
+            }
+            guard var encoded = try? JSONEncoder().encode(answer(to: job, on: worker)) else { return 3 }
+            encoded.append(UInt8(ascii: "\n"))
+            FileHandle.standardOutput.write(encoded)
+        }
+        return 0
+    }
+
+    static func answer(to job: DecodeJob, on worker: MediaWorker) -> DecodeAnswer {
         let analysis = MediaAnalysis(worker: worker, limits: job.limits)
         var answer = DecodeAnswer()
         do {
@@ -183,17 +284,22 @@ public enum DecodeWorkerMain {
                 answer.errorMessage = report.error?.message
                 answer.set(report.thumbnail)
             case .thumbnail:
-                let request = job.thumbnail?.request ?? ThumbnailRequest()
-                answer.set(try analysis.thumbnail(path: job.path, request: request))
+                answer.set(try analysis.thumbnail(path: job.path, request: job.thumbnail?.request ?? ThumbnailRequest()))
             }
         } catch {
             answer.errorCode = error.code.description
             answer.errorMessage = error.message
         }
-        guard let encoded = try? JSONEncoder().encode(answer), (try? encoded.write(to: URL(fileURLWithPath: answerPath))) != nil else {
-            return 3
-        }
-        return 0
+        return answer
+    }
+
+    /// Lets this process use `seconds` more CPU time (and a second's grace) before SIGXCPU.
+    private static func limitCPU(toAnother seconds: Double) {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        let used = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec + 1
+        var cpu = rlimit(rlim_cur: rlim_t(used) + rlim_t(max(1, seconds.rounded(.up))) + 1, rlim_max: rlim_t.max)
+        setrlimit(__rlimit_resource_t(RLIMIT_CPU.rawValue), &cpu)
     }
 }
 

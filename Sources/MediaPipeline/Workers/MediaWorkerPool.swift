@@ -129,6 +129,8 @@ public final class MediaWorkerPool: @unchecked Sendable {
 /// State owned by one worker thread. Never leaves it.
 final class MediaWorker {
     private var cookie: MagicCookie?
+    /// This thread's decode worker process, when SVG and PDF are isolated (started on first use).
+    var decodeChild: DecodeChild?
 
     /// This thread's libmagic handle, opened on first use.
     func magic() throws(MediaError) -> MagicCookie {
@@ -140,6 +142,7 @@ final class MediaWorker {
 
     func close() {
         cookie = nil
+        decodeChild = nil // its deinit ends the child
     }
 }
 
