@@ -20,14 +20,6 @@ import json, os, shutil, subprocess, sys, tempfile, time
 from benchlib import BINARY, ROOT, ensure_release_build, mediagate, register
 
 FILES = int(os.environ.get("FILES", 40))
-SLOW_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="7000" height="7000" viewBox="0 0 7000 7000">
-  <filter id="f" x="0" y="0" width="100%" height="100%">
-    <feTurbulence type="fractalNoise" baseFrequency="0.01" numOctaves="100" seed="3"/>
-    <feGaussianBlur stdDeviation="200"/>
-  </filter>
-  <rect width="7000" height="7000" filter="url(#f)"/>
-</svg>
-"""
 
 
 def stat_fields(pid):
@@ -98,10 +90,7 @@ def slow_svg(mode, config, work):
     data = os.path.join(work, mode + "-slow")
     with mediagate(data, config={"mediaTimeLimitSeconds": 3, **config}) as (server, base):
         token = register(base, "bench")
-        path = os.path.join(work, "slow.svg")
-        with open(path, "w") as f:
-            f.write(SLOW_SVG)
-        file_id = upload(base, token, path)["file_id"]
+        file_id = upload(base, token, os.path.join(ROOT, "samples/hostile/slow-filter.svg"))["file_id"]
         result = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "--max-time", "120",
                                  "-H", f"Authorization: Bearer {token}", f"{base}/api/files/{file_id}/thumbnail?w=1280&format=png"],
                                 capture_output=True, text=True, check=True)

@@ -164,6 +164,15 @@ ihdr = struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0)
 idat = zlib.compress(b"\x00" * 1024)
 open(f"{out}/huge-claim.png", "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 open(f"{out}/html-as-image.jpg", "w").write("<!DOCTYPE html>\n<html><body><script>alert(document.cookie)</script></body></html>\n")
+# 350 bytes whose filter takes ~10 s to draw 1280 px wide: librsvg ignores libvips' kill flag.
+open(f"{out}/slow-filter.svg", "w").write("""<svg xmlns="http://www.w3.org/2000/svg" width="7000" height="7000" viewBox="0 0 7000 7000">
+  <filter id="f" x="0" y="0" width="100%" height="100%">
+    <feTurbulence type="fractalNoise" baseFrequency="0.01" numOctaves="100" seed="3"/>
+    <feGaussianBlur stdDeviation="200"/>
+  </filter>
+  <rect width="7000" height="7000" filter="url(#f)"/>
+</svg>
+""")
 open(f"{out}/script.svg", "w").write('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><script>alert(1)</script><rect width="64" height="64" fill="red"/></svg>\n')
 # An HLS playlist dressed up as a video: FFmpeg's hls demuxer would fetch both URLs.
 open(f"{out}/playlist.mp4", "w").write("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nhttp://127.0.0.1:47391/segment.ts\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n")

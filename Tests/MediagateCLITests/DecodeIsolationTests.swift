@@ -6,18 +6,6 @@ import Testing
 /// attack 1): run against `mediagate serve` itself, as users run it.
 @Suite("decoders that can be killed")
 struct DecodeIsolationTests {
-    /// A 350-byte SVG whose filter costs ~10 s of CPU to draw 1280 px wide: librsvg does not
-    /// stop for libvips' kill flag, so in-process it ran far past the time limit.
-    static let slowSVG = """
-        <svg xmlns="http://www.w3.org/2000/svg" width="7000" height="7000" viewBox="0 0 7000 7000">
-          <filter id="f" x="0" y="0" width="100%" height="100%">
-            <feTurbulence type="fractalNoise" baseFrequency="0.01" numOctaves="100" seed="3"/>
-            <feGaussianBlur stdDeviation="200"/>
-          </filter>
-          <rect width="7000" height="7000" filter="url(#f)"/>
-        </svg>
-        """
-
     static func login(_ gateway: LiveGateway) async throws -> String {
         let result = try await Tool.run("curl", ["-s", "-H", "Content-Type: application/json", "-d",
                                                  #"{"username":"alice","password":"\#(LiveGateway.password)"}"#, "\(gateway.base)/api/auth/login"])
@@ -45,9 +33,8 @@ struct DecodeIsolationTests {
         let gateway = try await LiveGateway.start("isolation", config: ["mediaTimeLimitSeconds": 3])
         defer { gateway.stop() }
         let token = try await Self.login(gateway)
-        let svg = (gateway.data as NSString).appendingPathComponent("slow.svg")
-        try Self.slowSVG.write(toFile: svg, atomically: true, encoding: .utf8)
-        let uploaded = try await Self.upload(svg, as: "slow.svg", token: token, to: gateway)
+        // 350 bytes whose filter costs ~10 s of CPU to draw 1280 px wide.
+        let uploaded = try await Self.upload(Fixtures.hostile("slow-filter.svg"), as: "slow.svg", token: token, to: gateway)
         let fileId = try #require(uploaded["file_id"] as? String, "\(uploaded)")
         let thumbnail = "\(gateway.base)/api/files/\(fileId)/thumbnail?w=1280&format=png"
 
