@@ -49,7 +49,7 @@ public struct ChatServices: Sendable {
         tokens = try await TokenService.make(directory: configuration.dataDirectory, users: users,
                                              refreshTokens: refreshTokens, configuration: configuration,
                                              sessionEnded: { await hub.endSession($0) })
-        passwords = try await Passwords.make(cost: UInt8(configuration.passwordHashCost))
+        passwords = try await Passwords.make(cost: UInt8(configuration.passwordHashCost), maxPending: configuration.maxPendingPasswordHashes)
         uploads = SQLiteUploadRepository(pool: database.pool)
         uploadFiles = try UploadFiles(dataDirectory: configuration.dataDirectory)
         fileStore = try FileStore(pool: database.pool, dataDirectory: configuration.dataDirectory)
@@ -124,6 +124,7 @@ public struct ChatRouters {
                                             maxMessageLength: configuration.maxMessageLength, rateLimiter: limiters.messages)
 
         let router = Router(context: ChatRequestContext.self)
+        router.add(middleware: ClientAddressMiddleware(trustedProxies: Set(configuration.trustedProxies)))
         router.add(middleware: RedactingLogMiddleware())
         router.add(middleware: JSONErrorMiddleware())
         router.get("healthz") { _, _ in ["status": "ok"] }
@@ -138,7 +139,8 @@ public struct ChatRouters {
         let auth = AuthController(
             users: services.users, tokens: services.tokens, passwords: services.passwords,
             throttle: LoginThrottle(window: TimeInterval(configuration.loginThrottleWindowSeconds),
-                                    maxPerUser: configuration.maxFailedLoginsPerUser,
+                                    maxPerUserFromAddress: configuration.maxFailedLoginsPerUser,
+                                    maxPerUser: configuration.maxFailedLoginsPerUserAllAddresses,
                                     maxPerAddress: configuration.maxFailedLoginsPerAddress),
             allowRegistration: configuration.allowRegistration, registrations: limiters.registrations)
         router.addRoutes(auth.publicEndpoints, atPath: "/api/auth")

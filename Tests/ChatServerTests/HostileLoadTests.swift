@@ -163,6 +163,76 @@ struct HostileLoadTests {
         try configuration.validate()
     }
 
+    @Test("an attacker's wrong passwords throttle the attacker, not the victim logging in from elsewhere")
+    func lockoutSparesTheVictim() async throws {
+        let app = try await buildApplication(try testConfiguration())
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            _ = try await client.register("victim")
+            func login(_ password: String, from address: String, forwardedFor: String? = nil) async throws -> Int {
+                var arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--interface", address, "-H", "Content-Type: application/json",
+                                 "-d", #"{"username":"victim","password":"\#(password)"}"#, "http://127.0.0.1:\(port)/api/auth/login"]
+                if let forwardedFor { arguments += ["-H", "X-Forwarded-For: \(forwardedFor)"] }
+                return Int(try await Tool.run("curl", arguments).stdout) ?? 0
+            }
+            for _ in 0..<5 { #expect(try await login("guess", from: "127.0.0.1") == 401) }
+            #expect(try await login("correct horse", from: "127.0.0.1") == 429, "the guessing address is throttled")
+            #expect(try await login("correct horse", from: "127.0.0.2") == 200, "the victim, elsewhere, is not")
+            // Without trusted proxies, X-Forwarded-For changes nothing: still the guessing address.
+            #expect(try await login("correct horse", from: "127.0.0.1", forwardedFor: "10.9.9.9") == 429)
+        }
+    }
+
+    @Test("behind a trusted proxy the client is X-Forwarded-For's: one client's failures do not block the others")
+    func trustedProxy() async throws {
+        let app = try await buildApplication(try testConfiguration {
+            $0.trustedProxies = ["127.0.0.1"]
+            $0.maxFailedLoginsPerAddress = 3
+        })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            _ = try await client.register("carol")
+            func login(_ name: String, _ password: String, forwardedFor: String) async throws -> Int {
+                Int(try await Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json",
+                                                "-H", "X-Forwarded-For: \(forwardedFor)", "-d", #"{"username":"\#(name)","password":"\#(password)"}"#,
+                                                "http://127.0.0.1:\(port)/api/auth/login"]).stdout) ?? 0
+            }
+            for name in ["x1", "x2", "x3"] { #expect(try await login(name, "guess", forwardedFor: "10.0.0.1") == 401) }
+            #expect(try await login("carol", "correct horse", forwardedFor: "10.0.0.1") == 429)
+            // A spoofed entry on the left is the client's own writing; the proxy appended 10.0.0.2.
+            #expect(try await login("carol", "correct horse", forwardedFor: "10.0.0.1, 10.0.0.2") == 200)
+        }
+    }
+
+    @Test("a registration flood from many clients: hashing is bounded (503 past the waiting limit), file reads stay fast")
+    func hashingFlood() async throws {
+        let app = try await buildApplication(try testConfiguration {
+            $0.passwordHashCost = 9
+            $0.maxPendingPasswordHashes = 4 // 64 by default; small here, so that 40 requests overrun it
+            $0.rateLimits = .none // many clients, as far as the limits can tell
+        })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let photo = try Data(contentsOf: URL(fileURLWithPath: Fixtures.media("progressive.jpg")))
+            let id = try await FileServingTests.upload(client, token: alice.access, bytes: photo, name: "photo.jpg")
+            async let flood = Tool.run("sh", ["-c", """
+                seq 40 | xargs -P 40 -I{} curl -s -o /dev/null -w '%{http_code}\\n' -H 'Content-Type: application/json' \
+                  -d '{"username":"u{}","password":"long enough password"}' http://127.0.0.1:\(port)/api/auth/register
+                """])
+            try await Task.sleep(for: .milliseconds(300))
+            let read = try await Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+                                                   "-H", "Authorization: Bearer \(alice.access)", "http://127.0.0.1:\(port)/api/files/\(id)"])
+            let statuses = try await flood.stdout.split(separator: "\n").map(String.init)
+            #expect(statuses.count == 40)
+            #expect(statuses.contains("503"), "nothing was refused: \(statuses)")
+            #expect(statuses.allSatisfy { $0 == "201" || $0 == "503" }, "\(statuses)")
+            let parts = read.stdout.split(separator: " ")
+            // It took 9 s when bcrypt shared NIO's pool with file I/O.
+            #expect(parts.first == "200" && (Double(parts.last ?? "") ?? 99) < 2, "\(read.stdout)")
+        }
+    }
+
     @Test("access tokens are not read from ?token= on REST routes; the socket upgrade still takes one")
     func queryTokensOnlyForSockets() async throws {
         let app = try await buildApplication(try testConfiguration())

@@ -23,12 +23,19 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var maxMessageLength: Int = 10_000
     /// Most messages one history page returns.
     public var maxHistoryPage: Int = 100
-    /// Failed logins per user name, and per client address, allowed in `loginThrottleWindowSeconds`.
+    /// Failed logins allowed in `loginThrottleWindowSeconds`: for one user name from one client
+    /// address, for one user name from all addresses together, and from one address.
     public var maxFailedLoginsPerUser: Int = 5
+    public var maxFailedLoginsPerUserAllAddresses: Int = 100
     public var maxFailedLoginsPerAddress: Int = 20
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the client (exact IPs). The
+    /// header is ignored from anyone else: a client could name any address in it.
+    public var trustedProxies: [String] = []
     public var loginThrottleWindowSeconds: Int = 300
     /// bcrypt cost. 12 in production; tests lower it to stay fast.
     public var passwordHashCost: Int = 12
+    /// Password hashes (logins, registrations) waiting or running at once; past it, 503.
+    public var maxPendingPasswordHashes: Int = 64
     /// Frames queued for one WebSocket before the client counts as too slow and is dropped.
     public var maxQueuedFramesPerSocket: Int = 512
     /// WebSockets one user may hold open at once (0: no cap); past it the upgrade answers 429.
@@ -106,8 +113,11 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         maxHistoryPage = try value(.maxHistoryPage, maxHistoryPage)
         maxFailedLoginsPerUser = try value(.maxFailedLoginsPerUser, maxFailedLoginsPerUser)
         maxFailedLoginsPerAddress = try value(.maxFailedLoginsPerAddress, maxFailedLoginsPerAddress)
+        maxFailedLoginsPerUserAllAddresses = try value(.maxFailedLoginsPerUserAllAddresses, maxFailedLoginsPerUserAllAddresses)
+        trustedProxies = try value(.trustedProxies, trustedProxies)
         loginThrottleWindowSeconds = try value(.loginThrottleWindowSeconds, loginThrottleWindowSeconds)
         passwordHashCost = try value(.passwordHashCost, passwordHashCost)
+        maxPendingPasswordHashes = try value(.maxPendingPasswordHashes, maxPendingPasswordHashes)
         maxQueuedFramesPerSocket = try value(.maxQueuedFramesPerSocket, maxQueuedFramesPerSocket)
         maxSocketsPerUser = try value(.maxSocketsPerUser, maxSocketsPerUser)
         typingTimeoutSeconds = try value(.typingTimeoutSeconds, typingTimeoutSeconds)
@@ -161,6 +171,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try check((0...3600).contains(refreshReuseGraceSeconds), "refreshReuseGraceSeconds must be 0-3600")
         try check(maxMessageLength > 0 && maxHistoryPage > 0, "message limits must be positive")
         try check((4...31).contains(passwordHashCost), "passwordHashCost must be between 4 and 31")
+        try check(maxPendingPasswordHashes >= 1, "maxPendingPasswordHashes must be at least 1")
         try check(maxQueuedFramesPerSocket >= 16, "maxQueuedFramesPerSocket must be at least 16")
         try check(maxSocketsPerUser >= 0, "maxSocketsPerUser must not be negative")
         try check(mediaTimeLimitSeconds > 0 && mediaTimeLimitSeconds <= 3600, "mediaTimeLimitSeconds must be between 0 and 3600")

@@ -63,7 +63,7 @@ struct AuthController: Sendable {
             await throttle.recordFailure(username: body.username, address: context.remoteAddress)
             throw APIError.unauthorized("wrong user name or password")
         }
-        await throttle.recordSuccess(username: body.username)
+        await throttle.recordSuccess(username: body.username, address: context.remoteAddress)
         return TokenResponse(try await tokens.issue(for: user))
     }
 

@@ -10,8 +10,9 @@ public struct ChatRequestContext: RequestContext, WebSocketRequestContext {
     public var identity: User?
     /// The login the access token belongs to; set with `identity`.
     public var session: String?
-    /// The client's address, for throttling failed logins.
-    public let remoteAddress: String
+    /// The client's address, for throttling: the peer's, or what a trusted proxy says it is
+    /// (``ClientAddressMiddleware``).
+    public var remoteAddress: String
     /// The connection, for a refused WebSocket upgrade to answer with its real status.
     let channel: any Channel
 

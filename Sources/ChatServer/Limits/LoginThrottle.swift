@@ -1,44 +1,57 @@
 import Foundation
 
-/// Counts failed logins per user name and per client address in a sliding window, so that
-/// password guessing is slowed to a crawl without locking anyone out for long.
+/// Counts failed logins in a sliding window, so that password guessing is slowed to a crawl
+/// without locking the account's owner out.
+///
+/// Failures count per user name *and* client address (`maxPerUserFromAddress`): five wrong
+/// passwords from one attacker's address used to lock the victim out everywhere. A guesser
+/// spread over many addresses meets the per-user ceiling across all of them
+/// (`maxPerUser`, much higher), and one address guessing many names meets `maxPerAddress`.
 actor LoginThrottle {
     private let window: TimeInterval
+    private let maxPerUserFromAddress: Int
     private let maxPerUser: Int
     private let maxPerAddress: Int
-    private var failuresByUser: [String: [Date]] = [:]
-    private var failuresByAddress: [String: [Date]] = [:]
+    /// Failure times by key: one table, keyed `user|address`, `user`, `address` with a prefix each.
+    private var failures: [String: [Date]] = [:]
+    private var recorded = 0
 
-    init(window: TimeInterval, maxPerUser: Int, maxPerAddress: Int) {
+    init(window: TimeInterval, maxPerUserFromAddress: Int, maxPerUser: Int, maxPerAddress: Int) {
         self.window = window
+        self.maxPerUserFromAddress = maxPerUserFromAddress
         self.maxPerUser = maxPerUser
         self.maxPerAddress = maxPerAddress
     }
 
+    private static func keys(_ username: String, _ address: String) -> [String] {
+        let name = username.lowercased()
+        return ["ua \(name) \(address)", "u \(name)", "a \(address)"]
+    }
+
     /// Seconds to wait before trying again, or nil when an attempt is allowed now.
     func retryAfter(username: String, address: String, now: Date = Date()) -> Int? {
-        let user = prune(&failuresByUser, username.lowercased(), now)
-        let byAddress = prune(&failuresByAddress, address, now)
         var waits = [TimeInterval]()
-        if user.count >= maxPerUser, let oldest = user.first { waits.append(oldest.addingTimeInterval(window).timeIntervalSince(now)) }
-        if byAddress.count >= maxPerAddress, let oldest = byAddress.first {
-            waits.append(oldest.addingTimeInterval(window).timeIntervalSince(now))
+        for (key, limit) in zip(Self.keys(username, address), [maxPerUserFromAddress, maxPerUser, maxPerAddress]) {
+            let kept = (failures[key] ?? []).filter { now.timeIntervalSince($0) < window }
+            failures[key] = kept.isEmpty ? nil : kept
+            if kept.count >= limit, let oldest = kept.first { waits.append(oldest.addingTimeInterval(window).timeIntervalSince(now)) }
         }
         return waits.max().map { max(1, Int($0.rounded(.up))) }
     }
 
     func recordFailure(username: String, address: String, now: Date = Date()) {
-        failuresByUser[username.lowercased(), default: []].append(now)
-        failuresByAddress[address, default: []].append(now)
+        for key in Self.keys(username, address) { failures[key, default: []].append(now) }
+        // Keys are only pruned when asked about: a flood of made-up names would otherwise stay.
+        recorded += 1
+        if recorded % 1024 == 0 {
+            failures = failures.compactMapValues { times in
+                let kept = times.filter { now.timeIntervalSince($0) < window }
+                return kept.isEmpty ? nil : kept
+            }
+        }
     }
 
-    func recordSuccess(username: String) {
-        failuresByUser[username.lowercased()] = nil
-    }
-
-    private func prune(_ table: inout [String: [Date]], _ key: String, _ now: Date) -> [Date] {
-        let kept = (table[key] ?? []).filter { now.timeIntervalSince($0) < window }
-        table[key] = kept.isEmpty ? nil : kept
-        return kept
+    func recordSuccess(username: String, address: String) {
+        failures[Self.keys(username, address)[0]] = nil
     }
 }
