@@ -395,6 +395,23 @@ struct HostileLoadTests {
         }
     }
 
+    @Test("below the free-disk floor uploads are refused with 507, on tus and multipart; everything else goes on")
+    func diskFloor() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.minFreeDiskBytes = 1 << 60 }) // more than any disk here
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let tus = try await TusUploadTests.tus(client, .post, "/api/uploads", token: alice.access, headers: ["Upload-Length": "10"])
+            #expect(tus.status.code == 507, "\(tus.status)")
+            let multipart = try await MultipartUploadTests.curl(["-H", "Authorization: Bearer \(alice.access)",
+                                                                 "-F", "file=@\(Fixtures.media("readme.txt"))",
+                                                                 "http://127.0.0.1:\(port)/api/upload-file"])
+            #expect(multipart.status == 507 && (multipart.body["error"] as? [String: Any])?["code"] as? String == "insufficient_storage")
+            let room = try await client.createRoom("r", token: alice.access)
+            #expect(try await client.call(.post, "/api/messages", token: alice.access, json: ["room_id": room, "content": "still here"]).status == .created)
+        }
+    }
+
     @Test("a PATCH at the end of a completed upload is a 204 no-op; the upload is processed once")
     func patchAfterCompletion() async throws {
         let app = try await buildApplication(try testConfiguration())

@@ -56,6 +56,9 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     /// `filename`, `<random>.<ext>`) without a header or signature, as the seed app and article
     /// load files. Off: only signed URLs and Bearer tokens read files (see Docs/API.md).
     public var capabilityURLs: Bool = true
+    /// Free bytes kept on the data directory's file system: an upload that would go below it is
+    /// refused with 507 (0: no floor).
+    public var minFreeDiskBytes: Int64 = 1 << 30
     /// Bytes one user may keep: stored files plus unfinished uploads' declared lengths. 0: no quota.
     public var userQuotaBytes: Int64 = 20 << 30
     /// Sniffed MIME types the server refuses to store (`family/*` covers a family). By default
@@ -127,6 +130,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         signedURLSeconds = try value(.signedURLSeconds, signedURLSeconds)
         maxMultipartBytes = try value(.maxMultipartBytes, maxMultipartBytes)
         userQuotaBytes = try value(.userQuotaBytes, userQuotaBytes)
+        minFreeDiskBytes = try value(.minFreeDiskBytes, minFreeDiskBytes)
         forbiddenMimeTypes = try value(.forbiddenMimeTypes, forbiddenMimeTypes)
         durableUploads = try value(.durableUploads, durableUploads)
         thumbnailMemoryCacheBytes = try value(.thumbnailMemoryCacheBytes, thumbnailMemoryCacheBytes)

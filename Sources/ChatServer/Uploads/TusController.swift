@@ -78,7 +78,10 @@ struct TusController: Sendable {
         }
         let metadata = request.headers[.uploadMetadata]
         let parsed = try Self.parseMetadata(metadata)
-        if let length { try await checkQuota(adding: length, userId: context.user.id) }
+        if let length {
+            try await checkQuota(adding: length, userId: context.user.id)
+            try policy.checkDisk(adding: length)
+        }
         if let claimed = parsed["filetype"], policy.forbids(claimed) { throw UploadPolicy.forbiddenType(claimed) }
         if let roomValue = parsed["room_id"] {
             guard let roomId = Int64(roomValue), try await rooms.isMember(roomId: roomId, userId: context.user.id) else {
@@ -192,6 +195,7 @@ struct TusController: Sendable {
             guard length <= maxSize else { throw APIError.tooLarge("the upload is larger than Tus-Max-Size (\(maxSize) bytes)") }
             // The quota already counts what arrived; only the rest is new.
             try await checkQuota(adding: length - record.offset, userId: context.user.id)
+            try policy.checkDisk(adding: length - record.offset)
             record.length = length
         }
         let offset = try await receive(request, into: record, context: context)

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 
 /// What the server accepts from a user: how many bytes they may keep, and which sniffed
 /// types it refuses to store. Both upload paths (tus and multipart) ask the same policy.
@@ -11,16 +12,37 @@ struct UploadPolicy: Sendable {
     /// Uploads started per user (`rateLimits.uploadsPerUser`): every creation is a database row
     /// and a file kept for a day, even one that never receives a byte.
     let starts: RateLimiter
+    /// Free bytes the data directory's file system keeps whatever the quotas allow: a full disk
+    /// would fail every write, the database's included.
+    let minFreeDiskBytes: Int64
+    let dataDirectory: String
 
     init(configuration: ChatConfiguration) {
         quotaBytes = configuration.userQuotaBytes > 0 ? configuration.userQuotaBytes : nil
         forbiddenTypes = configuration.forbiddenMimeTypes.map { $0.lowercased() }
         starts = RateLimiter(configuration.rateLimits.uploadsPerUser)
+        minFreeDiskBytes = configuration.minFreeDiskBytes
+        dataDirectory = configuration.dataDirectory
     }
 
-    /// 429 when `userId` has started uploads faster than the limit allows.
+    /// 429 when `userId` has started uploads faster than the limit allows; 507 when the disk
+    /// is down to its floor.
     func checkStart(userId: Int64) throws {
         try starts.check(String(userId), "uploads started")
+        try checkDisk(adding: 0)
+    }
+
+    /// 507 `insufficient_storage` when `bytes` more would take the data directory's file system
+    /// below `minFreeDiskBytes` (one `statvfs`, no I/O).
+    func checkDisk(adding bytes: Int64) throws {
+        guard minFreeDiskBytes > 0 else { return }
+        var stats = statvfs()
+        guard statvfs(dataDirectory, &stats) == 0 else { return }
+        let free = Int64(stats.f_bavail) * Int64(stats.f_frsize)
+        guard free - bytes >= minFreeDiskBytes else {
+            throw APIError(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), code: "insufficient_storage",
+                           "the server is short of disk space; try again later")
+        }
     }
 
     /// Whether a (sniffed or claimed) MIME type is refused. Parameters (`; charset=…`) are ignored.
