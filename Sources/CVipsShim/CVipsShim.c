@@ -1,5 +1,6 @@
 #include "CVipsShim.h"
 
+#include <malloc.h>
 #include <string.h>
 #include <vips/vips.h>
 
@@ -45,6 +46,8 @@ void mg_vips_thread_shutdown(void) { vips_thread_shutdown(); }
 
 int64_t mg_vips_now_us(void) { return g_get_monotonic_time(); }
 
+void mg_release_free_memory(void) { malloc_trim(0); }
+
 void mg_vips_free(void *pointer) { g_free(pointer); }
 
 void mg_vips_result_free(mg_thumbnail_result *result) {
@@ -74,6 +77,10 @@ static void fill_header(VipsImage *image, mg_vips_header *out) {
     out->pages = vips_image_get_n_pages(image);
     out->bands = vips_image_get_bands(image);
     out->has_alpha = vips_image_hasalpha(image);
+    out->bytes_per_band = (int)vips_format_sizeof(vips_image_get_format(image));
+    int interlaced = 0;
+    out->interlaced = vips_image_get_typeof(image, "interlaced") && vips_image_get_int(image, "interlaced", &interlaced) == 0
+        ? interlaced : 0;
     out->orientation = 1;
     int orientation = 1;
     if (vips_image_get_typeof(image, VIPS_META_ORIENTATION) &&

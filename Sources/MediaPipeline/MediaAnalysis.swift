@@ -146,6 +146,9 @@ struct MediaAnalysis {
         guard !pixels.overflow, pixels.partialValue <= limits.maxPixels else {
             throw MediaError(.tooLarge, "\(header.width)×\(header.height) exceeds the \(limits.maxPixels)-pixel limit")
         }
+        if let bytes = header.wholeDecodeBytes, bytes > limits.maxDecodedBytes {
+            throw MediaError(.tooLarge, "decoding this \(header.width)×\(header.height) picture takes \(bytes >> 20) MiB at once, over the \(limits.maxDecodedBytes >> 20) MiB limit")
+        }
         guard header.pages <= limits.maxFrames else {
             throw MediaError(.tooLarge, "\(header.pages) frames exceed the \(limits.maxFrames)-frame limit")
         }
@@ -157,6 +160,22 @@ struct MediaAnalysis {
             report.attachment.frameCount = header.pages
         }
         guard decode else { return }
+        // A picture decoded whole waits for any other such decode to finish: one at a time
+        // keeps the peak at one picture's bytes, however many arrive together.
+        let gated = (header.wholeDecodeBytes ?? 0) >= VipsImaging.wholeDecodeGateBytes
+        if gated {
+            guard VipsImaging.wholeDecodes.wait(timeout: .now() + .microseconds(Int(deadline.remainingMicroseconds))) == .success else {
+                throw MediaError(.timedOut, "waited past the time limit for memory to decode this picture in")
+            }
+        }
+        defer {
+            if gated {
+                VipsImaging.wholeDecodes.signal()
+                // glibc keeps freed heap for reuse; a burst of big decodes would otherwise leave
+                // the process at its peak for good.
+                VipsImaging.releaseFreeMemory()
+            }
+        }
         let rendered = try VipsImaging.render(path: path, route: route, header: header, request: request,
                                               previewSize: MediaProcessor.previewSize, deadline: deadline)
         apply(rendered, to: &report)

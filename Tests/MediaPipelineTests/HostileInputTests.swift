@@ -191,6 +191,24 @@ struct HostileInputTests {
         #expect(error?.code == .io)
     }
 
+    @Test("a picture libvips must decode whole is held to the decoded-bytes limit; the same picture streamed is not")
+    func wholeDecodeBytes() async throws {
+        let folder = try Fixtures.temporaryDirectory("whole")
+        let interlaced = folder.appendingPathComponent("interlaced.png").path, plain = folder.appendingPathComponent("plain.png").path
+        let raw = folder.appendingPathComponent("raw.v").path
+        try await Tool.text("vips", ["black", raw, "2000", "2000", "--bands", "3"])
+        let wide = folder.appendingPathComponent("wide.v").path
+        try await Tool.text("vips", ["cast", raw, wide, "ushort"])
+        try await Tool.text("vips", ["pngsave", wide, interlaced, "--interlace", "--bitdepth", "16"])
+        try await Tool.text("vips", ["pngsave", wide, plain, "--bitdepth", "16"])
+        // 2000 × 2000 × 3 bands × 2 bytes = 24 MB decoded at once when interlaced.
+        let processor = MediaProcessor(limits: MediaLimits(maxDecodedBytes: 16 << 20), pool: MediaWorkerPool(threadCount: 1))
+        let refused = try await processor.probe(fileAt: interlaced)
+        #expect(refused.error?.code == .tooLarge && refused.attachment.type == .file, "\(String(describing: refused.error))")
+        let streamed = try await processor.probe(fileAt: plain)
+        #expect(streamed.error == nil && streamed.attachment.type == .image && streamed.attachment.width == 2000)
+    }
+
     /// Drawn in-process, librsvg runs past any time limit on it: the server decodes SVG in a
     /// worker process it kills (MediagateCLITests' "decoders that can be killed").
     static let unboundedInProcess: Set<String> = ["slow-filter.svg"]

@@ -27,6 +27,8 @@ typedef struct mg_vips_header {
     int orientation;    ///< EXIF orientation 1...8; 1 when absent
     int bands;
     int has_alpha;
+    int bytes_per_band; ///< 1 for 8-bit, 2 for 16-bit, 4 for float
+    int interlaced;     ///< 1: an interlaced (Adam7) PNG, which is decoded whole into memory
     char loader[64];    ///< nickname of the loader libvips picked, e.g. "jpegload"
 } mg_vips_header;
 
@@ -92,6 +94,9 @@ int mg_vips_thumbnail_rgb(const unsigned char *pixels, int width, int height, in
 
 void mg_vips_result_free(mg_thumbnail_result *result);
 void mg_vips_free(void *pointer);
+
+/// Hands freed heap memory back to the kernel (glibc's malloc_trim) after a large decode.
+void mg_release_free_memory(void);
 
 /// The monotonic clock libvips' deadlines are measured on, in microseconds.
 int64_t mg_vips_now_us(void);

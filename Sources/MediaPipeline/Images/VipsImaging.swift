@@ -23,9 +23,22 @@ struct ImageHeader: Sendable {
     var pages: Int
     var orientation: Int
     var loader: String
+    var bands = 3
+    var bytesPerBand = 1
+    /// An interlaced PNG: libvips decodes it whole, into memory, before the first pixel is out.
+    var interlaced = false
     /// A GIF whose logical screen differs from the canvas libvips would draw: frames are
     /// placed on this instead (see ``GIFScreen``).
     var gifScreen: GIFScreen?
+
+    /// Bytes the decoded picture takes when the loader holds all of it at once (interlaced PNG;
+    /// libheif and ImageMagick decode whole too), nil when libvips streams it tile by tile and
+    /// memory does not grow with the picture.
+    var wholeDecodeBytes: Int? {
+        guard interlaced || ["heifload", "magickload"].contains(loader) else { return nil }
+        let (product, overflow) = width.multipliedReportingOverflow(by: height * bands * bytesPerBand)
+        return overflow ? .max : product
+    }
 
     /// EXIF orientations 5...8 turn the picture a quarter turn.
     var isQuarterTurned: Bool { (5...8).contains(orientation) }
@@ -35,6 +48,13 @@ struct ImageHeader: Sendable {
 
 /// libvips, wrapped: header reads and one-pass thumbnails. Runs on media worker threads only.
 enum VipsImaging {
+    /// Decodes that hold a whole picture of at least `wholeDecodeGateBytes`, one at a time in
+    /// the process (see ``MediaLimits/maxDecodedBytes``).
+    static let wholeDecodes = DispatchSemaphore(value: 1)
+    static let wholeDecodeGateBytes = 32 << 20
+
+    static func releaseFreeMemory() { mg_release_free_memory() }
+
     /// Starts libvips the first time it is needed, once per process.
     static func start() throws(MediaError) {
         guard started else { throw MediaError(.unsupported, "libvips failed to start") }
@@ -56,7 +76,8 @@ enum VipsImaging {
         let loader = withUnsafeBytes(of: header.loader) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
         var image = ImageHeader(
             width: Int(header.width), height: Int(header.height), pages: max(1, Int(header.pages)),
-            orientation: Int(header.orientation), loader: loader)
+            orientation: Int(header.orientation), loader: loader, bands: max(1, Int(header.bands)),
+            bytesPerBand: max(1, Int(header.bytes_per_band)), interlaced: header.interlaced != 0)
         if loader == "gifload", let screen = GIFScreen.read(path: path), screen.width != image.width || screen.height != image.height {
             image.width = screen.width
             image.height = screen.height
