@@ -51,7 +51,9 @@ enum VipsImaging {
     /// Decodes that hold a whole picture of at least `wholeDecodeGateBytes`, one at a time in
     /// the process (see ``MediaLimits/maxDecodedBytes``).
     static let wholeDecodes = DispatchSemaphore(value: 1)
-    static let wholeDecodeGateBytes = 32 << 20
+    /// Over this, a whole decode waits its turn: a 12 or 24 MP HEIC (36, 72 MB) does not, so
+    /// phones' photos still decode in parallel; a 48 MP one or that PNG (144, 294 MB) does.
+    static let wholeDecodeGateBytes = 128 << 20
 
     static func releaseFreeMemory() { mg_release_free_memory() }
 
