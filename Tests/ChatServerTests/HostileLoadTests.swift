@@ -395,6 +395,28 @@ struct HostileLoadTests {
         }
     }
 
+    @Test("unfinished uploads per user are capped: the creation past the cap answers 429; finishing one makes room")
+    func openUploadsCap() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.maxOpenUploadsPerUser = 3 })
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            var locations = [String]()
+            for _ in 0..<3 {
+                let created = try await TusUploadTests.tus(client, .post, "/api/uploads", token: alice.access, headers: ["Upload-Length": "5"])
+                #expect(created.status == .created)
+                locations.append(try #require(created.headers[.location]))
+            }
+            let refused = try await TusUploadTests.tus(client, .post, "/api/uploads", token: alice.access, headers: ["Upload-Length": "5"])
+            #expect(refused.status == .tooManyRequests && refused.headers[.retryAfter] != nil)
+            let finished = try await TusUploadTests.tus(client, .patch, locations[0], token: alice.access,
+                                                        headers: TusUploadTests.octets.merging(["Upload-Offset": "0"]) { $1 },
+                                                        body: Data("hello".utf8))
+            #expect(finished.status == .noContent)
+            let again = try await TusUploadTests.tus(client, .post, "/api/uploads", token: alice.access, headers: ["Upload-Length": "5"])
+            #expect(again.status == .created)
+        }
+    }
+
     @Test("below the free-disk floor uploads are refused with 507, on tus and multipart; everything else goes on")
     func diskFloor() async throws {
         let app = try await buildApplication(try testConfiguration { $0.minFreeDiskBytes = 1 << 60 }) // more than any disk here

@@ -56,6 +56,8 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     /// `filename`, `<random>.<ext>`) without a header or signature, as the seed app and article
     /// load files. Off: only signed URLs and Bearer tokens read files (see Docs/API.md).
     public var capabilityURLs: Bool = true
+    /// Unfinished tus uploads one user may hold at once (0: any number); past it, 429.
+    public var maxOpenUploadsPerUser: Int = 100
     /// Free bytes kept on the data directory's file system: an upload that would go below it is
     /// refused with 507 (0: no floor).
     public var minFreeDiskBytes: Int64 = 1 << 30
@@ -131,6 +133,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         maxMultipartBytes = try value(.maxMultipartBytes, maxMultipartBytes)
         userQuotaBytes = try value(.userQuotaBytes, userQuotaBytes)
         minFreeDiskBytes = try value(.minFreeDiskBytes, minFreeDiskBytes)
+        maxOpenUploadsPerUser = try value(.maxOpenUploadsPerUser, maxOpenUploadsPerUser)
         forbiddenMimeTypes = try value(.forbiddenMimeTypes, forbiddenMimeTypes)
         durableUploads = try value(.durableUploads, durableUploads)
         thumbnailMemoryCacheBytes = try value(.thumbnailMemoryCacheBytes, thumbnailMemoryCacheBytes)

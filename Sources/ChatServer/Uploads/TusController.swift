@@ -93,7 +93,12 @@ struct TusController: Sendable {
                                   metadata: metadata, createdAt: now, expiresAt: now.addingTimeInterval(expiry))
         // The check above answers most refusals cheaply; this one, in the insert's transaction,
         // holds against creations racing each other.
-        guard try await uploads.create(record, quota: policy.quotaBytes) else { throw policy.quotaExceeded }
+        switch try await uploads.create(record, quota: policy.quotaBytes, maxOpen: policy.maxOpenUploads) {
+        case .created: break
+        case .overQuota: throw policy.quotaExceeded
+        case .tooManyOpen:
+            throw APIError.tooManyRequests(retryAfter: 60, "unfinished uploads (at most \(policy.maxOpenUploads ?? 0)); finish or delete some")
+        }
         do { try await files.create(record.id) } catch {
             try? await uploads.delete(id: record.id)
             throw error

@@ -16,6 +16,9 @@ struct UploadPolicy: Sendable {
     /// would fail every write, the database's included.
     let minFreeDiskBytes: Int64
     let dataDirectory: String
+    /// Unfinished tus uploads one user may hold (nil: any number): each is a row and a file
+    /// kept until it expires, even one that never receives a byte.
+    let maxOpenUploads: Int?
 
     init(configuration: ChatConfiguration) {
         quotaBytes = configuration.userQuotaBytes > 0 ? configuration.userQuotaBytes : nil
@@ -23,6 +26,7 @@ struct UploadPolicy: Sendable {
         starts = RateLimiter(configuration.rateLimits.uploadsPerUser)
         minFreeDiskBytes = configuration.minFreeDiskBytes
         dataDirectory = configuration.dataDirectory
+        maxOpenUploads = configuration.maxOpenUploadsPerUser > 0 ? configuration.maxOpenUploadsPerUser : nil
     }
 
     /// 429 when `userId` has started uploads faster than the limit allows; 507 when the disk

@@ -20,12 +20,17 @@ struct UploadRecord: Sendable, Equatable {
     var rejection: String? = nil
 }
 
+/// What a creation came to.
+enum UploadCreation: Sendable {
+    case created, overQuota, tooManyOpen
+}
+
 /// Upload state, stored so that a restarted server resumes where the disk says.
 protocol UploadRepository: Sendable {
-    /// Stores a new upload if its declared length fits what `quota` leaves its user, counted in
-    /// the same transaction: parallel creations cannot all pass one check and overrun the quota
-    /// together. Returns false (nothing stored) when it does not fit; `quota` nil: no quota.
-    func create(_ record: UploadRecord, quota: Int64?) async throws -> Bool
+    /// Stores a new upload if its declared length fits what `quota` leaves its user and the
+    /// user has fewer than `maxOpen` unfinished uploads, both counted in the same transaction:
+    /// parallel creations cannot all pass one check and overrun together. nil: no such limit.
+    func create(_ record: UploadRecord, quota: Int64?, maxOpen: Int?) async throws -> UploadCreation
     func upload(id: String) async throws -> UploadRecord?
     /// Records that the bytes up to `offset` are on disk, and the length if it was deferred.
     func advance(id: String, to offset: Int64, length: Int64?, completedAt: Date?) async throws
@@ -93,19 +98,24 @@ struct SQLiteUploadRepository: UploadRepository {
         }
     }
 
-    func create(_ record: UploadRecord, quota: Int64?) async throws -> Bool {
+    func create(_ record: UploadRecord, quota: Int64?, maxOpen: Int?) async throws -> UploadCreation {
         try await pool.write { db in
-            // One write transaction: SQLite runs them one at a time, so the sum read here is
-            // the one the insert is checked against.
+            // One write transaction: SQLite runs them one at a time, so the sums read here are
+            // the ones the insert is checked against.
             if let quota, let length = record.length,
                try Self.bytesInUse(db, userId: record.userId, at: record.createdAt) + length > quota {
-                return false
+                return .overQuota
+            }
+            if let maxOpen, try Int.fetchOne(db, sql: """
+                SELECT COUNT(*) FROM uploads WHERE user_id = ? AND completed_at IS NULL AND expires_at > ?
+                """, arguments: [record.userId, record.createdAt.timeIntervalSince1970]) ?? 0 >= maxOpen {
+                return .tooManyOpen
             }
             try db.execute(sql: """
                 INSERT INTO uploads (id, user_id, length, "offset", metadata, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [record.id, record.userId, record.length, record.offset, record.metadata,
                                  record.createdAt.timeIntervalSince1970, record.expiresAt.timeIntervalSince1970])
-            return true
+            return .created
         }
     }
 
