@@ -34,8 +34,9 @@ final class LiveGateway: @unchecked Sendable {
         server = Process()
         server.executableURL = URL(fileURLWithPath: ExecutableTests.executable)
         server.arguments = ["serve", "--port", "\(port)", "--data-dir", data, "--config", configPath]
-        // Only when asked: Foundation's Process.run with an environment crashed (in memmove)
-        // with other gateways starting on other threads.
+        // Foundation's Process.run can crash in Swift 6.3.1 (a dirent over-read listing
+        // /proc/self/fd, swift-corelibs-foundation #5472); Tool uses posix_spawn instead, and
+        // this long-lived server stays on Process, setting an environment only when asked.
         if !environment.isEmpty { server.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         server.standardOutput = FileHandle.nullDevice
         server.standardError = FileHandle.nullDevice
