@@ -40,10 +40,9 @@ struct MediaAnalysis {
                 if let family = mimeType.split(separator: "/").first, ["image", "video", "audio"].contains(family) {
                     report.error = MediaError(.unsupported, "\(mimeType) is not decoded here; it is kept as a file")
                 }
-            case .vips(let vipsRoute) where isolation != nil && !vipsRoute.loaders.isDisjoint(with: DecodeWorkerProcess.unkillableLoaders):
+            case .vips(let vipsRoute) where isolates(vipsRoute):
                 let job = DecodeJob(mode: .probe, path: path, filename: name, headersOnly: depth == .headers, knownSHA256: sha256,
-                                    thumbnail: request.map(DecodeJob.ThumbnailSpec.init), maxPixels: limits.maxPixels,
-                                    maxFrames: limits.maxFrames, timeLimitSeconds: Self.seconds(limits.timeLimit))
+                                    thumbnail: request, limits: limits)
                 let answer = try isolation!.run(job, deadline: deadline, on: worker)
                 if var isolated = answer.attachment {
                     isolated.claimedMimeType = report.attachment.claimedMimeType
@@ -89,10 +88,9 @@ struct MediaAnalysis {
         switch MediaRoute.forMimeType(mimeType).decoder {
         case .none:
             throw MediaError(.noThumbnail, "\(mimeType) has no picture to make a thumbnail from")
-        case .vips(let route) where isolation != nil && !route.loaders.isDisjoint(with: DecodeWorkerProcess.unkillableLoaders):
+        case .vips(let route) where isolates(route):
             let job = DecodeJob(mode: .thumbnail, path: path, filename: "", headersOnly: false, knownSHA256: nil,
-                                thumbnail: DecodeJob.ThumbnailSpec(request), maxPixels: limits.maxPixels,
-                                maxFrames: limits.maxFrames, timeLimitSeconds: Self.seconds(limits.timeLimit))
+                                thumbnail: request, limits: limits)
             let answer = try isolation!.run(job, deadline: deadline, on: worker)
             if let error = answer.error { throw error }
             guard let thumbnail = answer.decodedThumbnail else { throw MediaError(.noThumbnail, "no picture was found") }
@@ -109,8 +107,9 @@ struct MediaAnalysis {
 
     // MARK: - Steps
 
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    /// Whether this route's decoding goes to a worker process (see ``DecodeWorkerProcess``).
+    private func isolates(_ route: VipsRoute) -> Bool {
+        isolation != nil && !route.loaders.isDisjoint(with: DecodeWorkerProcess.unkillableLoaders)
     }
 
     private func regularFileSize(_ path: String) throws(MediaError) -> Int {

@@ -33,9 +33,6 @@ final class ConnectionCounts: Sendable {
             open[address] = count > 0 ? count : nil
         }
     }
-
-    /// Connections open from `address` now.
-    func count(_ address: String) -> Int { open.withLock { $0[address, default: 0] } }
 }
 
 /// The first handler of every connection, before the HTTP codec: it admits the connection

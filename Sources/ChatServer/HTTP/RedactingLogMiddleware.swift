@@ -10,22 +10,20 @@ struct RedactingLogMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
-        let target = Self.redacted(path: request.uri.path, query: request.uri.query)
-        do {
-            let response = try await next(request, context)
+        func log(_ status: Int) {
             context.logger.info("request", metadata: [
-                "hb.request.method": .string(request.method.rawValue), "hb.request.path": .string(target),
-                "hb.response.status": .stringConvertible(response.status.code),
-                "duration_ms": .stringConvertible((ContinuousClock.now - started).milliseconds),
-            ])
-            return response
-        } catch {
-            let status = (error as? any HTTPResponseError)?.status.code ?? 500
-            context.logger.info("request", metadata: [
-                "hb.request.method": .string(request.method.rawValue), "hb.request.path": .string(target),
+                "hb.request.method": .string(request.method.rawValue),
+                "hb.request.path": .string(Self.redacted(path: request.uri.path, query: request.uri.query)),
                 "hb.response.status": .stringConvertible(status),
                 "duration_ms": .stringConvertible((ContinuousClock.now - started).milliseconds),
             ])
+        }
+        do {
+            let response = try await next(request, context)
+            log(response.status.code)
+            return response
+        } catch {
+            log((error as? any HTTPResponseError)?.status.code ?? 500)
             throw error
         }
     }

@@ -200,6 +200,7 @@ struct DecodeJob: Codable, Sendable {
     var thumbnail: ThumbnailSpec?
     var maxPixels: Int
     var maxFrames: Int
+    var maxDecodedBytes: Int
     var timeLimitSeconds: Double
 
     struct ThumbnailSpec: Codable, Sendable {
@@ -219,8 +220,17 @@ struct DecodeJob: Codable, Sendable {
         }
     }
 
+    init(mode: Mode, path: String, filename: String, headersOnly: Bool, knownSHA256: String?, thumbnail: ThumbnailRequest?,
+         limits: MediaLimits) {
+        (self.mode, self.path, self.filename, self.headersOnly, self.knownSHA256) = (mode, path, filename, headersOnly, knownSHA256)
+        self.thumbnail = thumbnail.map(ThumbnailSpec.init)
+        (maxPixels, maxFrames, maxDecodedBytes) = (limits.maxPixels, limits.maxFrames, limits.maxDecodedBytes)
+        timeLimitSeconds = Double(limits.timeLimit.components.seconds) + Double(limits.timeLimit.components.attoseconds) / 1e18
+    }
+
     var limits: MediaLimits {
-        MediaLimits(maxPixels: maxPixels, maxFrames: maxFrames, timeLimit: .milliseconds(Int64(timeLimitSeconds * 1000)))
+        MediaLimits(maxPixels: maxPixels, maxFrames: maxFrames, timeLimit: .milliseconds(Int64(timeLimitSeconds * 1000)),
+                    maxDecodedBytes: maxDecodedBytes)
     }
 }
 
