@@ -61,7 +61,7 @@ public struct ChatServices: Sendable {
         policy = UploadPolicy(configuration: configuration)
         completion = UploadCompletion(uploads: uploads, files: uploadFiles, store: fileStore,
                                       processor: MediaProcessor(limits: limits, pool: Self.mediaWorkers, isolation: isolation),
-                                      thumbnails: thumbnails, policy: policy)
+                                      thumbnails: thumbnails, policy: policy, stripsLocation: configuration.stripLocation)
         urlSigner = try URLSigner(directory: configuration.dataDirectory, lifetime: TimeInterval(configuration.signedURLSeconds))
     }
 

@@ -70,6 +70,10 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         "application/x-dosexec", "application/vnd.microsoft.portable-executable", "application/x-msdownload",
         "application/x-mach-binary", "application/x-msi",
     ]
+    /// Whether stored pictures lose where they were taken (EXIF GPS, XMP location) on the way
+    /// in, in place and losslessly (`LocationMetadata`). Uploads are shared with rooms; a
+    /// phone's photo would otherwise give away its owner's home to everyone who can read it.
+    public var stripLocation: Bool = true
     /// Bytes of recently used thumbnails kept in memory (0: serve every one from disk).
     public var thumbnailMemoryCacheBytes: Int = 32 << 20
     /// Whether a tus PATCH is `fdatasync`ed before its offset is acknowledged. Turning it off
@@ -137,6 +141,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         forbiddenMimeTypes = try value(.forbiddenMimeTypes, forbiddenMimeTypes)
         durableUploads = try value(.durableUploads, durableUploads)
         thumbnailMemoryCacheBytes = try value(.thumbnailMemoryCacheBytes, thumbnailMemoryCacheBytes)
+        stripLocation = try value(.stripLocation, stripLocation)
         rateLimits = try value(.rateLimits, rateLimits)
         mediaTimeLimitSeconds = try value(.mediaTimeLimitSeconds, mediaTimeLimitSeconds)
         decodeWorker = try value(.decodeWorker, decodeWorker)

@@ -150,6 +150,8 @@ struct UploadCompletion: Sendable {
     let processor: MediaProcessor
     let thumbnails: Thumbnails
     let policy: UploadPolicy
+    /// Whether pictures lose their location metadata before they are stored (`stripLocation`).
+    var stripsLocation = true
     /// Requests waiting for an upload's processing to end.
     let waiters = UploadWaiters()
 
@@ -194,7 +196,15 @@ struct UploadCompletion: Sendable {
                              contentSHA256: String?, keepingDecodedPictureAt decoded: String) async throws -> StoredFile {
         var eager = Self.eagerThumbnail
         eager.decodedPicturePath = decoded
-        var report = try await processor.probe(fileAt: path, filename: filename, thumbnail: eager, knownSHA256: contentSHA256)
+        var knownSHA256 = contentSHA256
+        if stripsLocation {
+            // Before the probe, so that the stored bytes, their hash and every thumbnail agree.
+            // A file that cannot be patched is stored as it is (a read-only upload directory
+            // would also fail the move into the store, with a clearer error).
+            let removal = try? await store.threadPool.runIfActive { try LocationMetadata.strip(fileAt: path) }
+            if removal?.removedAnything == true { knownSHA256 = nil }
+        }
+        var report = try await processor.probe(fileAt: path, filename: filename, thumbnail: eager, knownSHA256: knownSHA256)
         let sniffed = report.attachment.mimeType ?? "application/octet-stream"
         if policy.forbids(sniffed) {
             try? await store.threadPool.runIfActive { _ = unlink(path) }
