@@ -24,11 +24,13 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	timeout --kill-after=30s 15m $(SWIFT) test --skip-build
 
-# The release binary, which is what users run: every sample probed, and the server answering an
-# upload (scripts/release-smoke.py). CI runs it after the tests.
+# The release binary, which is what users run: every sample probed, the server answering an
+# upload (scripts/release-smoke.py), and schemathesis fuzzing every operation of
+# Docs/openapi.yaml against it (Tests/Fuzz). CI runs it after the tests.
 smoke: test-deps
 	$(SWIFT) build -c release --product mediagate
 	scripts/release-smoke.py .build/release/mediagate
+	MEDIAGATE_BIN=.build/release/mediagate timeout 15m python3 -m pytest -q -p no:cacheprovider Tests/Fuzz
 
 samples:
 	scripts/install-deps.sh --test

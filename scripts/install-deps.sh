@@ -12,7 +12,7 @@ python_packages=()
 for flag in "$@"; do
   case "$flag" in
     --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl)
-            python_packages+=(blurhash tuspy websockets) ;;
+            python_packages+=(blurhash tuspy websockets schemathesis==4.32.5) ;;
     --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk)
              python_packages+=(pillow websockets tuspy tuspyserver fastapi uvicorn uvloop httptools thumbor) ;;
     *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
@@ -35,7 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 for package in "${python_packages[@]}"; do
-  case "$package" in pillow) module=PIL ;; tuspy) module=tusclient ;; *) module=$package ;; esac
+  case "${package%%==*}" in pillow) module=PIL ;; tuspy) module=tusclient ;; *) module=${package%%==*} ;; esac
   python3 -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('$module') else 1)" \
     || python3 -m pip install --quiet --disable-pip-version-check "$package"
 done
