@@ -91,7 +91,7 @@ struct AppFlowTests {
 
             // A picture: the article's multipart upload, 200, the app's `UploadResponse`, and
             // the `filename` the article reads.
-            let photo = try Data(contentsOf: URL(fileURLWithPath: Fixtures.media("photo-exif-orientation-6.jpg")))
+            let photo = try Data(contentsOf: URL(fileURLWithPath: try await Fixtures.locationFreeCopy(of: "photo-exif-orientation-6.jpg")))
             let uploaded = try await api.upload(photo, filename: "image_\(Int(Date().timeIntervalSince1970))_1a2b3c4d.jpg",
                                                 mimeType: "image/jpeg", token: alice.access_token)
             #expect(uploaded.status == 200, "\(uploaded.text)")

@@ -95,7 +95,7 @@ struct FileServingTests {
             let bob = try await client.register("bob")
             let mallory = try await client.register("mallory")
             let room = try await client.createRoom("pair", token: alice.access, members: ["bob"])
-            let photo = try Data(contentsOf: URL(fileURLWithPath: Fixtures.media("photo-exif-orientation-6.jpg")))
+            let photo = try Data(contentsOf: URL(fileURLWithPath: try await Fixtures.locationFreeCopy(of: "photo-exif-orientation-6.jpg")))
             let id = try await Self.upload(client, token: alice.access, bytes: photo, name: "IMG_0001.jpg")
             // Before it is posted, bob is not allowed to see it.
             #expect(try await Self.get(client, "/api/files/\(id)", token: bob.access).status == .notFound)

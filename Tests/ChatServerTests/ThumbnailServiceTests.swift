@@ -137,7 +137,7 @@ struct ThumbnailServiceTests {
         let configuration = try testConfiguration()
         let app = try await buildApplication(configuration)
         let big = try Fixtures.temporaryDirectory("decoded").appendingPathComponent("big.jpg").path
-        _ = try await Tool.run("vips", ["resize", Fixtures.media("photo-exif-orientation-6.jpg"), big + "[Q=90]", "10"])
+        _ = try await Tool.run("vips", ["resize", try await Fixtures.locationFreeCopy(of: "photo-exif-orientation-6.jpg"), big + "[Q=90]", "10"])
         try await app.test(.router) { client in
             let alice = try await client.register("alice")
             let bytes = try Data(contentsOf: URL(fileURLWithPath: big))

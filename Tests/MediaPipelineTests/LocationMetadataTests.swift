@@ -59,7 +59,7 @@ struct LocationMetadataTests {
         for sample in Self.pictures {
             let located = try Data(contentsOf: URL(fileURLWithPath: try await Fixtures.locatedCopy(of: sample)))
             let path = try Fixtures.temporaryDirectory("fuzz").appendingPathComponent(sample).path
-            for round in 0..<300 {
+            for round in 0..<200 {
                 var bytes = [UInt8](located)
                 // Metadata sits near the start (HEIF's may be at the end): damage both ends.
                 for _ in 0..<Int.random(in: 1...8, using: &generator) {

@@ -36,6 +36,16 @@ public enum Fixtures {
         return path
     }
 
+    /// A copy of a `samples/media` picture without its GPS (removed by ExifTool), as the seed
+    /// app's `UIImage.jpegData` sends a photo: what a test that expects its bytes back uploads,
+    /// since the server strips location from what it stores.
+    public static func locationFreeCopy(of sample: String) async throws -> String {
+        let path = try temporaryDirectory("nogps").appendingPathComponent(sample).path
+        try FileManager.default.copyItem(atPath: media(sample), toPath: path)
+        try await Tool.text("exiftool", ["-q", "-overwrite_original", "-gps:all=", "-xmp:all=", path])
+        return path
+    }
+
     /// ExifTool's tags of a file, `group:name` → value (every group and duplicate, numbers raw).
     public static func exifToolTags(_ path: String) async throws -> [String: String] {
         let json = try await Tool.text("exiftool", ["-j", "-a", "-G1", "-n", path])
