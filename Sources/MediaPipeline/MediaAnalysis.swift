@@ -55,6 +55,8 @@ struct MediaAnalysis {
             case .ffmpeg(let demuxer):
                 try describeAudioVideo(path: path, demuxer: demuxer, request: request, deadline: deadline, decode: depth == .full, into: &report)
             }
+        } catch where error.code == .needsWholeDecodeLane {
+            throw error  // the pool runs the job again on that lane
         } catch {
             report.error = error
             Self.deliverAsPlainFile(&report.attachment, because: error)
@@ -160,8 +162,14 @@ struct MediaAnalysis {
         }
         guard decode else { return }
         // A picture decoded whole waits for any other such decode to finish: one at a time
-        // keeps the peak at one picture's bytes, however many arrive together.
+        // keeps the peak at one picture's bytes, however many arrive together. They wait on a
+        // lane of their own (`MediaProcessor`), not here: waiting here held every shared worker
+        // while eight such uploads queued, and everyone's photos waited 10 s behind them
+        // (Benchmarks/soak.py, big-png).
         let gated = (header.wholeDecodeBytes ?? 0) >= VipsImaging.wholeDecodeGateBytes
+        if gated, MediaWorkerPool.isWorkerThread, !MediaWorkerPool.isWholeDecodeLane {
+            throw MediaError(.needsWholeDecodeLane, "decodes on the whole-decode lane")
+        }
         if gated {
             guard VipsImaging.wholeDecodes.wait(timeout: .now() + .microseconds(Int(deadline.remainingMicroseconds))) == .success else {
                 throw MediaError(.timedOut, "waited past the time limit for memory to decode this picture in")

@@ -209,6 +209,39 @@ struct HostileInputTests {
         #expect(streamed.error == nil && streamed.attachment.type == .image && streamed.attachment.width == 2000)
     }
 
+    @Test("pictures decoded whole wait on a lane of their own: a photo sent behind three of them is not held up")
+    func wholeDecodeLane() async throws {
+        let folder = try Fixtures.temporaryDirectory("lane")
+        let raw = folder.appendingPathComponent("raw.v").path, wide = folder.appendingPathComponent("wide.v").path
+        try await Tool.text("vips", ["black", raw, "4800", "4800", "--bands", "3"])
+        try await Tool.text("vips", ["cast", raw, wide, "ushort"])
+        // 4800 × 4800 × 3 bands × 2 bytes = 138 MB decoded at once: over the 128 MiB gate.
+        let big = folder.appendingPathComponent("big.png").path
+        try await Tool.text("vips", ["pngsave", wide, big, "--interlace", "--bitdepth", "16"])
+        let bigs = [big, big, big]
+        let processor = MediaProcessor(pool: MediaWorkerPool(threadCount: 2))
+        let clock = ContinuousClock(), start = clock.now
+        let finishes = try await withThrowingTaskGroup(of: (String, Duration).self) { group in
+            for path in bigs {
+                group.addTask {
+                    let report = try await processor.probe(fileAt: path, thumbnail: ThumbnailRequest(width: 96, height: 96))
+                    #expect(report.error == nil && report.attachment.width == 4800, "\(String(describing: report.error))")
+                    return ("big", clock.now - start)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            group.addTask {
+                let report = try await processor.probe(fileAt: Fixtures.media("progressive.jpg"), thumbnail: ThumbnailRequest(width: 96, height: 96))
+                #expect(report.error == nil)
+                return ("photo", clock.now - start)
+            }
+            return try await group.reduce(into: []) { $0.append($1) }.sorted { $0.1 < $1.1 }
+        }
+        // Waiting for the one-at-a-time gate on the shared workers held both of them: the photo
+        // came after two of the big pictures (four: after three, 2.8 s in).
+        #expect(finishes.first?.0 == "photo", "in finishing order: \(finishes)")
+    }
+
     /// Drawn in-process, librsvg runs past any time limit on it: the server decodes SVG in a
     /// worker process it kills (MediagateCLITests' "decoders that can be killed").
     static let unboundedInProcess: Set<String> = ["slow-filter.svg"]

@@ -15,6 +15,7 @@ public struct MediaError: Error, Sendable, Hashable, CustomStringConvertible {
             case empty
             case noThumbnail = "no_thumbnail"
             case overloaded
+            case needsWholeDecodeLane = "needs_whole_decode_lane"
         }
 
         private let base: Base
@@ -35,6 +36,9 @@ public struct MediaError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let noThumbnail = Code(base: .noThumbnail)
         /// The worker pool's queue is full; try again later.
         public static let overloaded = Code(base: .overloaded)
+        /// A picture this big decodes on the whole-decode lane, not on a shared worker (never
+        /// leaves `MediaProcessor`, which moves the job there).
+        static let needsWholeDecodeLane = Code(base: .needsWholeDecodeLane)
 
         public var description: String { base.rawValue }
 

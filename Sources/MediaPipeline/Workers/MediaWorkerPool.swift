@@ -35,6 +35,18 @@ public final class MediaWorkerPool: @unchecked Sendable {
         Thread.current.threadDictionary[workerThreadKey] as? Bool == true
     }
 
+    static let wholeDecodeLaneKey = "mediagate.wholeDecodeLane"
+
+    /// Whether the calling code runs on ``wholeDecodeLane``.
+    static var isWholeDecodeLane: Bool {
+        Thread.current.threadDictionary[wholeDecodeLaneKey] as? Bool == true
+    }
+
+    /// One thread, for the process, where pictures that must be decoded whole and are over
+    /// `VipsImaging.wholeDecodeGateBytes` are decoded one after another, so that a burst of
+    /// them never holds the threads everyone else's files need.
+    static let wholeDecodeLane = MediaWorkerPool(threadCount: 1, maxQueuedJobs: 64, isWholeDecodeLane: true)
+
     /// One thread per core, plus one. A libvips pipeline hands its decode to a libvips thread and
     /// waits, and a worker spends its own time on hashing and sniffing; the extra thread fills
     /// the gaps (measured on 2 cores, 200 JPEGs: 7.8 s with 2 threads, 7.0 s with 3, 7.0 s with 4).
@@ -45,7 +57,11 @@ public final class MediaWorkerPool: @unchecked Sendable {
     /// - Parameters:
     ///   - threadCount: Worker threads; defaults to ``defaultThreadCount``.
     ///   - maxQueuedJobs: Waiting jobs beyond which ``run(_:)`` throws `overloaded`.
-    public init(threadCount: Int = MediaWorkerPool.defaultThreadCount, maxQueuedJobs: Int = 10_000) {
+    public convenience init(threadCount: Int = MediaWorkerPool.defaultThreadCount, maxQueuedJobs: Int = 10_000) {
+        self.init(threadCount: threadCount, maxQueuedJobs: maxQueuedJobs, isWholeDecodeLane: false)
+    }
+
+    private init(threadCount: Int, maxQueuedJobs: Int, isWholeDecodeLane: Bool) {
         self.threadCount = max(1, threadCount)
         self.maxQueuedJobs = max(0, maxQueuedJobs)
         for index in 0..<self.threadCount {
@@ -53,6 +69,7 @@ public final class MediaWorkerPool: @unchecked Sendable {
                 // Named for debuggers and `top -H`; Linux keeps at most 15 characters.
                 Thread.current.name = "mg-media-\(index)"
                 Thread.current.threadDictionary[Self.workerThreadKey] = true
+                if isWholeDecodeLane { Thread.current.threadDictionary[Self.wholeDecodeLaneKey] = true }
                 self.workerLoop()
             }
             // libvips and FFmpeg recurse deeply on some inputs; do not rely on a small default.
@@ -75,6 +92,14 @@ public final class MediaWorkerPool: @unchecked Sendable {
     /// - Throws: `MediaError` `.overloaded` when the queue is full or the pool is shut down,
     ///   or whatever `body` throws.
     func run<T: Sendable>(_ body: @escaping @Sendable (MediaWorker) throws -> T) async throws -> T {
+        do {
+            return try await runHere(body)
+        } catch let error as MediaError where error.code == .needsWholeDecodeLane {
+            return try await Self.wholeDecodeLane.runHere(body)
+        }
+    }
+
+    private func runHere<T: Sendable>(_ body: @escaping @Sendable (MediaWorker) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let job: Job = { worker in
                 continuation.resume(with: Result { try body(worker) })
