@@ -29,7 +29,9 @@ struct HostileLoadTests {
             let refused = try await client.call(.post, "/api/auth/signup", json: ["username": "user4", "password": "correct horse"])
             #expect(refused.status == .tooManyRequests)
             #expect(refused.errorCode == "too_many_requests")
-            #expect((50...60).contains(Self.retryAfter(refused) ?? 0), "\(refused.headers)")
+            // A token a minute: the wait is the rest of the minute since the first registration
+            // (the three took up to 11 s with every suite running on two cores).
+            #expect((40...60).contains(Self.retryAfter(refused) ?? 0), "\(refused.headers)")
             let login = try await client.call(.post, "/api/auth/login", json: ["username": "user1", "password": "correct horse"])
             #expect(login.status == .ok)
         }
@@ -204,6 +206,27 @@ struct HostileLoadTests {
         }
     }
 
+    @Test("guessers from many addresses reach the user's ceiling: new addresses wait, the owner's known device logs in")
+    func knownDeviceSurvivesTheCeiling() async throws {
+        let app = try await buildApplication(try testConfiguration {
+            $0.trustedProxies = ["127.0.0.1"]
+            $0.maxFailedLoginsPerUserAllAddresses = 10
+        })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            _ = try await client.register("dave")
+            func login(_ password: String, forwardedFor: String) async throws -> Int {
+                Int(try await Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json",
+                                                "-H", "X-Forwarded-For: \(forwardedFor)", "-d", #"{"username":"dave","password":"\#(password)"}"#,
+                                                "http://127.0.0.1:\(port)/api/auth/login"]).stdout) ?? 0
+            }
+            #expect(try await login("correct horse", forwardedFor: "10.0.0.50") == 200, "dave's phone, before the attack")
+            for index in 1...10 { #expect(try await login("guess \(index)", forwardedFor: "10.1.0.\(index)") == 401) }
+            #expect(try await login("correct horse", forwardedFor: "10.2.0.1") == 429, "an address dave never used waits out the window")
+            #expect(try await login("correct horse", forwardedFor: "10.0.0.50") == 200, "dave's phone is not locked out")
+        }
+    }
+
     @Test("a registration flood from many clients: hashing is bounded (503 past the waiting limit), file reads stay fast")
     func hashingFlood() async throws {
         let app = try await buildApplication(try testConfiguration {
@@ -223,13 +246,19 @@ struct HostileLoadTests {
             try await Task.sleep(for: .milliseconds(300))
             let read = try await Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
                                                    "-H", "Authorization: Bearer \(alice.access)", "http://127.0.0.1:\(port)/api/files/\(id)"])
+            // Logins have their own lane: the registrations' full queue neither refuses nor holds them.
+            let login = try await Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json",
+                                                    "-d", #"{"username":"alice","password":"correct horse"}"#,
+                                                    "http://127.0.0.1:\(port)/api/auth/login"])
+            #expect(login.stdout == "200", "a login during the registration flood answered \(login.stdout)")
             let statuses = try await flood.stdout.split(separator: "\n").map(String.init)
             #expect(statuses.count == 40)
             #expect(statuses.contains("503"), "nothing was refused: \(statuses)")
             #expect(statuses.allSatisfy { $0 == "201" || $0 == "503" }, "\(statuses)")
             let parts = read.stdout.split(separator: " ")
-            // It took 9 s when bcrypt shared NIO's pool with file I/O.
-            #expect(parts.first == "200" && (Double(parts.last ?? "") ?? 99) < 2, "\(read.stdout)")
+            // It took 9 s when bcrypt shared NIO's pool with file I/O (2 s was too tight with every
+            // suite running on two cores).
+            #expect(parts.first == "200" && (Double(parts.last ?? "") ?? 99) < 4, "\(read.stdout)")
         }
     }
 

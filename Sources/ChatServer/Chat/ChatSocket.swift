@@ -36,10 +36,13 @@ struct ChatSocket: Sendable {
             // Authenticate and authorise before upgrading: failures are HTTP errors (401, 404)
             // with the JSON error body, which the upgrade refusal carries (UpgradeRefusal).
             do {
-                let (grant, _) = try await authorise(request, context: context, upgraded: false)
+                // The socket cap before the room: a user at the cap who keeps asking costs no
+                // room lookup per refusal.
+                let grant = try await verifiedGrant(request, upgraded: false)
                 guard await hub.hasRoomForSocket(of: grant.user.id) else {
                     throw APIError.tooManyRequests(retryAfter: 5, "sockets open for this user (at most \(hub.maxSocketsPerUser))")
                 }
+                _ = try await room(for: grant, context: context)
             } catch let error as APIError {
                 try? await context.channel.pipeline.addHandler(UpgradeRefusal(error)).get()
                 throw error
@@ -54,10 +57,18 @@ struct ChatSocket: Sendable {
     /// The token's grant and the room, which a public room's visitor joins by connecting.
     /// `upgraded`: the upgrade was granted on this request already (its token's expiry checked).
     private func authorise(_ request: Request, context: ChatRequestContext, upgraded: Bool) async throws -> (AccessGrant, Room) {
+        let grant = try await verifiedGrant(request, upgraded: upgraded)
+        return (grant, try await room(for: grant, context: context))
+    }
+
+    private func verifiedGrant(_ request: Request, upgraded: Bool) async throws -> AccessGrant {
         guard let token = AccessTokenMiddleware.upgradeToken(in: request) else { throw APIError.unauthorized("an access token is required") }
-        let grant = upgraded ? try await tokens.verify(upgradedWith: token) : try await tokens.verify(accessToken: token)
+        return upgraded ? try await tokens.verify(upgradedWith: token) : try await tokens.verify(accessToken: token)
+    }
+
+    private func room(for grant: AccessGrant, context: ChatRequestContext) async throws -> Room {
         guard let roomId = context.parameters.get("roomId", as: Int64.self) else { throw APIError.notFound("no such room") }
-        return (grant, try await access.enter(roomId: roomId, userId: grant.user.id))
+        return try await access.enter(roomId: roomId, userId: grant.user.id)
     }
 
     private func run(grant: AccessGrant, room: Room, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {

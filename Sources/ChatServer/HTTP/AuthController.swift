@@ -58,7 +58,8 @@ struct AuthController: Sendable {
         }
         // Unknown users cost a hash too, so timing does not tell which names exist.
         let stored = try await users.credentials(username: body.username)
-        let matches = try await passwords.verify(body.password, against: stored?.1 ?? passwords.decoyHash)
+        let knownDevice = await throttle.isKnownDevice(username: body.username, address: context.remoteAddress)
+        let matches = try await passwords.verify(body.password, against: stored?.1 ?? passwords.decoyHash, knownDevice: knownDevice)
         guard let (user, _) = stored, matches else {
             await throttle.recordFailure(username: body.username, address: context.remoteAddress)
             throw APIError.unauthorized("wrong user name or password")

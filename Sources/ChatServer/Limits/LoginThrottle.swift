@@ -7,7 +7,16 @@ import Foundation
 /// passwords from one attacker's address used to lock the victim out everywhere. A guesser
 /// spread over many addresses meets the per-user ceiling across all of them
 /// (`maxPerUser`, much higher), and one address guessing many names meets `maxPerAddress`.
+///
+/// That ceiling alone would still lock the owner out once guessers from enough addresses
+/// reached it (Benchmarks/soak.py: 20 addresses did it in seconds). So an address the user
+/// logged in from before is a known device for `knownDeviceDays`, as OWASP's device cookies
+/// are: it is exempt from the all-address ceiling (its own failures still count against it).
 actor LoginThrottle {
+    /// Successful logins remembered, by `user|address`, at most `maxKnownDevices` of them.
+    private var knownDevices: [String: Date] = [:]
+    private let knownDeviceLifetime: TimeInterval = 30 * 24 * 3600
+    private let maxKnownDevices = 100_000
     private let window: TimeInterval
     private let maxPerUserFromAddress: Int
     private let maxPerUser: Int
@@ -28,10 +37,18 @@ actor LoginThrottle {
         return ["ua \(name) \(address)", "u \(name)", "a \(address)"]
     }
 
+    /// Whether the user logged in from this address within the known-device lifetime.
+    func isKnownDevice(username: String, address: String, now: Date = Date()) -> Bool {
+        guard let last = knownDevices[Self.keys(username, address)[0]] else { return false }
+        return now.timeIntervalSince(last) < knownDeviceLifetime
+    }
+
     /// Seconds to wait before trying again, or nil when an attempt is allowed now.
     func retryAfter(username: String, address: String, now: Date = Date()) -> Int? {
         var waits = [TimeInterval]()
+        let knownDevice = isKnownDevice(username: username, address: address, now: now)
         for (key, limit) in zip(Self.keys(username, address), [maxPerUserFromAddress, maxPerUser, maxPerAddress]) {
+            if knownDevice, key.hasPrefix("u ") { continue }
             let kept = (failures[key] ?? []).filter { now.timeIntervalSince($0) < window }
             failures[key] = kept.isEmpty ? nil : kept
             if kept.count >= limit, let oldest = kept.first { waits.append(oldest.addingTimeInterval(window).timeIntervalSince(now)) }
@@ -51,7 +68,13 @@ actor LoginThrottle {
         }
     }
 
-    func recordSuccess(username: String, address: String) {
-        failures[Self.keys(username, address)[0]] = nil
+    func recordSuccess(username: String, address: String, now: Date = Date()) {
+        let key = Self.keys(username, address)[0]
+        failures[key] = nil
+        knownDevices[key] = now
+        if knownDevices.count > maxKnownDevices {
+            // The least recently used tenth goes; a device forgotten only costs the ceiling's exemption.
+            for (old, _) in knownDevices.sorted(by: { $0.value < $1.value }).prefix(maxKnownDevices / 10) { knownDevices[old] = nil }
+        }
     }
 }
