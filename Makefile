@@ -44,6 +44,7 @@ bench:
 	Benchmarks/upload-throughput.py
 	Benchmarks/thumbnails.py
 	Benchmarks/batch-upload.py
+	Benchmarks/soak.py
 
 clean:
 	rm -rf .build
