@@ -6,10 +6,12 @@
    path, and a thumbnail file for every file that has a picture (a BlurHash). The release build once printed one line for 32 files,
    carrying another file's attachment, and exited 0.
 2. `mediagate serve` from the release binary on 127.0.0.1 answers a sign-up and a multipart
-   upload with curl, and serves the bytes back by the upload's capability name.
+   upload with curl, and serves the bytes back by the upload's capability name (without the
+   photo's GPS, which it strips).
 
 Usage: scripts/release-smoke.py [path/to/release/mediagate]
 """
+import hashlib
 import json
 import os
 import shutil
@@ -97,9 +99,17 @@ def serve_and_upload(work):
         check((attachment.get("width"), attachment.get("height")) == (300, 400),
               f"upload measured {attachment.get('width')}x{attachment.get('height')}, not 300x400 as displayed")
         status, served = curl(f"{base}/api/files/{upload['filename']}")
+        # The sample carries GPS, which the server strips in place: the same length, the hash of
+        # what is served, and ExifTool finds no location in it.
         with open(photo, "rb") as original:
-            check(status == 200 and served == original.read(), f"the capability name served {status}, {len(served)} bytes")
-        print(f"serve: sign-up, upload and download answered by the release binary on port {port}")
+            check(status == 200 and len(served) == len(original.read()), f"the capability name served {status}, {len(served)} bytes")
+        check(hashlib.sha256(served).hexdigest() == attachment.get("sha256"), "the served bytes are not the ones the attachment names")
+        served_path = os.path.join(work, "served.jpg")
+        with open(served_path, "wb") as f:
+            f.write(served)
+        gps = subprocess.run(["exiftool", "-s3", "-gps:all", served_path], capture_output=True, text=True).stdout.strip()
+        check(gps == "", f"the served photo still says where it was taken: {gps!r}")
+        print(f"serve: sign-up, upload and download (without the photo's GPS) answered by the release binary on port {port}")
     finally:
         server.send_signal(signal.SIGTERM)
         try:
