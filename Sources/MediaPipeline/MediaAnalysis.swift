@@ -163,7 +163,7 @@ struct MediaAnalysis {
         guard decode else { return }
         // A picture decoded whole waits for any other such decode to finish: one at a time
         // keeps the peak at one picture's bytes, however many arrive together. They wait on a
-        // lane of their own (`MediaProcessor`), not here: waiting here held every shared worker
+        // lane of their own (`MediaWorkerPool.run` moves the job there), not here: waiting here held every shared worker
         // while eight such uploads queued, and everyone's photos waited 10 s behind them
         // (Benchmarks/soak.py, big-png).
         let gated = (header.wholeDecodeBytes ?? 0) >= VipsImaging.wholeDecodeGateBytes

@@ -185,6 +185,13 @@ struct HostileLoadTests {
         }
     }
 
+    /// A login through curl as a proxy would forward it; returns the status.
+    static func login(port: Int, _ name: String, _ password: String, forwardedFor: String) async throws -> Int {
+        Int(try await Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json",
+                                        "-H", "X-Forwarded-For: \(forwardedFor)", "-d", #"{"username":"\#(name)","password":"\#(password)"}"#,
+                                        "http://127.0.0.1:\(port)/api/auth/login"]).stdout) ?? 0
+    }
+
     @Test("behind a trusted proxy the client is X-Forwarded-For's: one client's failures do not block the others")
     func trustedProxy() async throws {
         let app = try await buildApplication(try testConfiguration {
@@ -195,9 +202,7 @@ struct HostileLoadTests {
             let port = try #require(client.port)
             _ = try await client.register("carol")
             func login(_ name: String, _ password: String, forwardedFor: String) async throws -> Int {
-                Int(try await Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json",
-                                                "-H", "X-Forwarded-For: \(forwardedFor)", "-d", #"{"username":"\#(name)","password":"\#(password)"}"#,
-                                                "http://127.0.0.1:\(port)/api/auth/login"]).stdout) ?? 0
+                try await Self.login(port: port, name, password, forwardedFor: forwardedFor)
             }
             for name in ["x1", "x2", "x3"] { #expect(try await login(name, "guess", forwardedFor: "10.0.0.1") == 401) }
             #expect(try await login("carol", "correct horse", forwardedFor: "10.0.0.1") == 429)
@@ -216,9 +221,7 @@ struct HostileLoadTests {
             let port = try #require(client.port)
             _ = try await client.register("dave")
             func login(_ password: String, forwardedFor: String) async throws -> Int {
-                Int(try await Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json",
-                                                "-H", "X-Forwarded-For: \(forwardedFor)", "-d", #"{"username":"dave","password":"\#(password)"}"#,
-                                                "http://127.0.0.1:\(port)/api/auth/login"]).stdout) ?? 0
+                try await Self.login(port: port, "dave", password, forwardedFor: forwardedFor)
             }
             #expect(try await login("correct horse", forwardedFor: "10.0.0.50") == 200, "dave's phone, before the attack")
             for index in 1...10 { #expect(try await login("guess \(index)", forwardedFor: "10.1.0.\(index)") == 401) }

@@ -13,7 +13,7 @@ import Synchronization
 /// addresses (each within its rate limit) filled both threads and the queue, and honest logins
 /// waited seconds or got 503; guesses at one user's password from many addresses queued that
 /// user's own login behind 100 hashes (3.5 s). So new accounts get one thread, logins two, and
-/// a login from an address the user logged in from before (`LoginThrottle.isKnownDevice`)
+/// a login from an address the user logged in from before (a known device, `LoginThrottle`)
 /// one of its own that guessers cannot fill.
 struct Passwords: Sendable {
     /// Threads for the process, by lane.

@@ -53,13 +53,14 @@ struct AuthController: Sendable {
 
     @Sendable func login(_ request: Request, context: ChatRequestContext) async throws -> TokenResponse {
         let body = try await request.decode(as: CredentialsBody.self, context: context)
-        if let wait = await throttle.retryAfter(username: body.username, address: context.remoteAddress) {
+        let admission = await throttle.admission(username: body.username, address: context.remoteAddress)
+        if let wait = admission.retryAfter {
             throw APIError.tooManyRequests(retryAfter: wait)
         }
         // Unknown users cost a hash too, so timing does not tell which names exist.
         let stored = try await users.credentials(username: body.username)
-        let knownDevice = await throttle.isKnownDevice(username: body.username, address: context.remoteAddress)
-        let matches = try await passwords.verify(body.password, against: stored?.1 ?? passwords.decoyHash, knownDevice: knownDevice)
+        let matches = try await passwords.verify(body.password, against: stored?.1 ?? passwords.decoyHash,
+                                                 knownDevice: admission.knownDevice)
         guard let (user, _) = stored, matches else {
             await throttle.recordFailure(username: body.username, address: context.remoteAddress)
             throw APIError.unauthorized("wrong user name or password")

@@ -10,7 +10,7 @@ import Foundation
 ///
 /// That ceiling alone would still lock the owner out once guessers from enough addresses
 /// reached it (Benchmarks/soak.py: 20 addresses did it in seconds). So an address the user
-/// logged in from before is a known device for `knownDeviceDays`, as OWASP's device cookies
+/// logged in from before is a known device for 30 days (`knownDeviceLifetime`), as OWASP's device cookies
 /// are: it is exempt from the all-address ceiling (its own failures still count against it).
 actor LoginThrottle {
     /// Successful logins remembered, by `user|address`, at most `maxKnownDevices` of them.
@@ -38,15 +38,20 @@ actor LoginThrottle {
     }
 
     /// Whether the user logged in from this address within the known-device lifetime.
-    func isKnownDevice(username: String, address: String, now: Date = Date()) -> Bool {
+    private func isKnownDevice(username: String, address: String, now: Date) -> Bool {
         guard let last = knownDevices[Self.keys(username, address)[0]] else { return false }
         return now.timeIntervalSince(last) < knownDeviceLifetime
     }
 
-    /// Seconds to wait before trying again, or nil when an attempt is allowed now.
-    func retryAfter(username: String, address: String, now: Date = Date()) -> Int? {
-        var waits = [TimeInterval]()
+    /// Whether this is a known device, and the seconds to wait before trying again (nil when
+    /// an attempt is allowed now).
+    func admission(username: String, address: String, now: Date = Date()) -> (knownDevice: Bool, retryAfter: Int?) {
         let knownDevice = isKnownDevice(username: username, address: address, now: now)
+        return (knownDevice, retryAfter(username: username, address: address, knownDevice: knownDevice, now: now))
+    }
+
+    private func retryAfter(username: String, address: String, knownDevice: Bool, now: Date) -> Int? {
+        var waits = [TimeInterval]()
         for (key, limit) in zip(Self.keys(username, address), [maxPerUserFromAddress, maxPerUser, maxPerAddress]) {
             if knownDevice, key.hasPrefix("u ") { continue }
             let kept = (failures[key] ?? []).filter { now.timeIntervalSince($0) < window }
