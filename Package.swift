@@ -6,7 +6,11 @@ import PackageDescription
 // Layering (see Docs/ARCHITECTURE.md):
 //   C<Lib>        one system-library target per C library, found by pkg-config
 //   C<Lib>Shim    fixed-argument C wrappers for what Swift cannot call (variadics, macros)
+//   MediagateWire the JSON and protocol vocabulary server and clients share (Attachment, messages, tus)
 //   MediaPipeline file in, Attachment out; knows nothing of HTTP
+//   MediagateCore the domain: services and the storage protocols they need; no HTTP, no SQL
+//   MediagateSQLite, MediagateDiskStorage  storage backends behind MediagateCore's protocols
+//   ChatServer    the HTTP and WebSocket layer (Hummingbird) over MediagateCore
 //   MediagateClient the tus/chat client on libcurl; never links libvips or FFmpeg
 //   mediagate     the command-line tool; parses arguments and calls the libraries
 let package = Package(
@@ -27,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
     ],
@@ -72,31 +77,59 @@ let package = Package(
         .target(name: "CCurlShim", dependencies: ["CCurl"], linkerSettings: [.linkedLibrary("curl")]),
 
         // MARK: Swift libraries
+        // The wire vocabulary: Foundation only, so any client can compile it.
+        .target(name: "MediagateWire"),
         .target(
             name: "MediaPipeline",
             dependencies: [
-                "CMagic", "CVips", "CVipsShim", "CFFmpeg", "CFFmpegShim",
+                "MediagateWire", "CMagic", "CVips", "CVipsShim", "CFFmpeg", "CFFmpegShim",
                 .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+
+        // The domain: chat, uploads, files, policy; the repository and store protocols.
+        .target(
+            name: "MediagateCore",
+            dependencies: [
+                "MediagateWire", "MediaPipeline",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Storage backends: the embedded database, and blobs and uploads on local disk.
+        .target(
+            name: "MediagateSQLite",
+            dependencies: ["MediagateCore", "MediagateWire", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .target(
+            name: "MediagateDiskStorage",
+            dependencies: [
+                "MediagateCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
 
         // The upload client: tus 1.0 with retries and resume, login and posting, on libcurl.
         .target(
             name: "MediagateClient",
-            dependencies: ["CCurl", "CCurlShim", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["MediagateWire", "CCurl", "CCurlShim", .product(name: "Crypto", package: "swift-crypto")]
         ),
 
-        // The chat gateway: accounts, rooms, messages, WebSocket chat (Hummingbird, SQLite).
+        // The gateway's HTTP and WebSocket layer: routes, authentication, error mapping.
         .target(
             name: "ChatServer",
             dependencies: [
-                "MediaPipeline",
+                "MediaPipeline", "MediagateWire", "MediagateCore", "MediagateSQLite", "MediagateDiskStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "JWTKit", package: "jwt-kit"),
-                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -111,7 +144,7 @@ let package = Package(
         .executableTarget(
             name: "mediagate",
             dependencies: [
-                "MediaPipeline", "ChatServer", "MediagateClient",
+                "MediaPipeline", "MediagateWire", "MediagateCore", "ChatServer", "MediagateClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -121,12 +154,17 @@ let package = Package(
         // MARK: Tests
         // Helpers the test targets share: fixture paths, running the independent tools.
         .target(name: "MediagateTestSupport", path: "Tests/Support"),
-        .testTarget(name: "MediaPipelineTests", dependencies: ["MediaPipeline", "MediagateTestSupport"]),
-        .testTarget(name: "MediagateCLITests", dependencies: ["mediagate", "MediaPipeline", "MediagateClient", "MediagateTestSupport"]),
+        .testTarget(name: "MediaPipelineTests", dependencies: ["MediaPipeline", "MediagateWire", "MediagateTestSupport"]),
+        .testTarget(
+            name: "MediagateCLITests",
+            dependencies: ["mediagate", "MediaPipeline", "MediagateWire", "MediagateClient", "MediagateTestSupport",
+                           .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .testTarget(
             name: "ChatServerTests",
             dependencies: [
-                "ChatServer", "MediagateTestSupport",
+                "ChatServer", "MediagateCore", "MediagateSQLite", "MediagateDiskStorage", "MediagateWire", "MediaPipeline",
+                "MediagateTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -138,7 +176,7 @@ let package = Package(
         .testTarget(
             name: "AppContractTests",
             dependencies: [
-                "ChatServer", "MediagateTestSupport",
+                "ChatServer", "MediagateCore", "MediagateTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ]

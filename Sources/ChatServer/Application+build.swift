@@ -4,14 +4,20 @@ import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import MediaPipeline
+import MediagateCore
+import MediagateDiskStorage
+import MediagateSQLite
 import NIOCore
 import ServiceLifecycle
 
 /// Everything the server is made of, opened once: used by `buildApplication` and by the
 /// command-line tools that administer the same data (`mediagate user add`).
+///
+/// The storage backends are chosen here, as Hummingbird's todos-postgres example chooses its
+/// repository: everything past this point sees only MediagateCore's protocols.
 public struct ChatServices: Sendable {
     public let configuration: ChatConfiguration
-    public let database: ChatDatabase
+    let database: SQLiteDatabase
     let users: any UserRepository
     let refreshTokens: any RefreshTokenRepository
     let rooms: any RoomRepository
@@ -19,12 +25,18 @@ public struct ChatServices: Sendable {
     let reactions: any ReactionRepository
     /// Who is connected where; the token service closes a login's sockets through it.
     let hub: ChatHub
+    /// Where room events go to reach every node's sockets.
+    let broker: any ChatBroker
     let tokens: TokenService
     let passwords: Passwords
     let uploads: any UploadRepository
-    let uploadFiles: UploadFiles
+    let uploadStore: any UploadStore
+    let uploadLocker: any UploadLocker
+    let jobs: any JobQueue
+    /// Rung when this node queues a processing job, so a runner takes it at once.
+    let jobDoorbell = Doorbell()
     let fileStore: FileStore
-    let completion: UploadCompletion
+    let ingest: AttachmentIngest
     let urlSigner: URLSigner
     /// A `var` so that tests can put the service on a deliberately tiny pool.
     var thumbnails: Thumbnails
@@ -38,7 +50,7 @@ public struct ChatServices: Sendable {
     public init(configuration: ChatConfiguration) async throws {
         try configuration.validate()
         self.configuration = configuration
-        database = try ChatDatabase(directory: configuration.dataDirectory)
+        database = try SQLiteDatabase(directory: configuration.dataDirectory)
         users = SQLiteUserRepository(pool: database.pool)
         refreshTokens = SQLiteRefreshTokenRepository(pool: database.pool)
         rooms = SQLiteRoomRepository(pool: database.pool)
@@ -46,22 +58,29 @@ public struct ChatServices: Sendable {
         reactions = SQLiteReactionRepository(pool: database.pool)
         let hub = ChatHub(typingTimeout: .seconds(configuration.typingTimeoutSeconds), maxSocketsPerUser: configuration.maxSocketsPerUser)
         self.hub = hub
+        let broker = InProcessChatBroker(hub: hub)
+        self.broker = broker
+        let receipts = DeliveryReceipts(rooms: rooms, broker: broker)
+        await hub.attach(broker: broker, deliveries: { await receipts.send($0) })
         tokens = try await TokenService.make(directory: configuration.dataDirectory, users: users,
                                              refreshTokens: refreshTokens, configuration: configuration,
-                                             sessionEnded: { await hub.endSession($0) })
+                                             sessionEnded: { await broker.publish(.sessionEnded(session: $0)) })
         passwords = try await Passwords.make(cost: UInt8(configuration.passwordHashCost), maxPending: configuration.maxPendingPasswordHashes)
         uploads = SQLiteUploadRepository(pool: database.pool)
-        uploadFiles = try UploadFiles(dataDirectory: configuration.dataDirectory)
-        fileStore = try FileStore(pool: database.pool, dataDirectory: configuration.dataDirectory)
+        uploadStore = try DiskUploadStore(dataDirectory: configuration.dataDirectory)
+        uploadLocker = InProcessUploadLocker()
+        jobs = SQLiteJobQueue(pool: database.pool)
+        fileStore = FileStore(files: SQLiteFileRepository(pool: database.pool),
+                              blobs: try DiskBlobStore(dataDirectory: configuration.dataDirectory))
         let limits = MediaLimits(timeLimit: .milliseconds(Int64(configuration.mediaTimeLimitSeconds * 1000)))
         let isolation = Self.decodeWorker(configuration)
         thumbnails = try Thumbnails(dataDirectory: configuration.dataDirectory,
                                     processor: MediaProcessor(limits: limits, pool: Self.thumbnailWorkers, isolation: isolation),
                                     memoryBytes: configuration.thumbnailMemoryCacheBytes)
         policy = UploadPolicy(configuration: configuration)
-        completion = UploadCompletion(uploads: uploads, files: uploadFiles, store: fileStore,
-                                      processor: MediaProcessor(limits: limits, pool: Self.mediaWorkers, isolation: isolation),
-                                      thumbnails: thumbnails, policy: policy, stripsLocation: configuration.stripLocation)
+        ingest = AttachmentIngest(uploads: uploads, uploadStore: uploadStore, store: fileStore,
+                                  processor: MediaProcessor(limits: limits, pool: Self.mediaWorkers, isolation: isolation),
+                                  thumbnails: thumbnails, policy: policy, stripsLocation: configuration.stripLocation)
         urlSigner = try URLSigner(directory: configuration.dataDirectory, lifetime: TimeInterval(configuration.signedURLSeconds))
     }
 
@@ -81,14 +100,25 @@ public struct ChatServices: Sendable {
         return DecodeWorkerProcess(executable: executable, memoryLimitBytes: configuration.decodeWorkerMemoryBytes)
     }
 
-    /// The service that deletes expired uploads.
-    public func uploadSweeper(logger: Logger) -> some Service {
-        UploadSweeper(uploads: uploads, files: uploadFiles, completion: completion,
+    /// The service that deletes expired uploads and collects orphaned blobs.
+    func uploadSweeper(logger: Logger) -> some Service {
+        UploadSweeper(uploads: uploads, uploadStore: uploadStore, files: fileStore, thumbnails: thumbnails,
                       interval: .seconds(configuration.uploadSweepIntervalSeconds), logger: logger)
     }
 
+    /// What runs beside the server: the sweeper, and the runner that processes uploads.
+    func backgroundServices(logger: Logger) -> [any Service] {
+        [uploadSweeper(logger: logger), processingRunner(logger: logger)]
+    }
+
+    /// The service that processes completed uploads from the job queue.
+    func processingRunner(logger: Logger) -> ProcessingJobRunner {
+        ProcessingJobRunner(jobs: jobs, ingest: ingest, owner: "\(ProcessInfo.processInfo.hostName):\(getpid())",
+                            lease: TimeInterval(configuration.processingLeaseSeconds), doorbell: jobDoorbell, logger: logger)
+    }
+
     /// Creates an account (`mediagate user add`).
-    public func addUser(username: String, password: String) async throws -> User {
+    package func addUser(username: String, password: String) async throws -> User {
         try Passwords.validate(username: username, password: password)
         guard let user = try await users.create(username: username, passwordHash: try await passwords.hash(password)) else {
             throw APIError.conflict("the user name \(username) is taken")
@@ -117,9 +147,10 @@ public struct ChatRouters {
         let configuration = services.configuration
         let hub = services.hub
         let access = RoomAccess(rooms: services.rooms)
-        let reactionService = ReactionService(rooms: services.rooms, messages: services.messages, reactions: services.reactions, hub: hub)
+        let reactionService = ReactionService(rooms: services.rooms, messages: services.messages, reactions: services.reactions,
+                                              broker: services.broker)
         let limiters = RateLimiters(configuration.rateLimits)
-        let messageService = MessageService(rooms: services.rooms, messages: services.messages, hub: hub,
+        let messageService = MessageService(rooms: services.rooms, messages: services.messages, broker: services.broker, hub: hub,
                                             files: services.fileStore, signer: services.urlSigner,
                                             maxMessageLength: configuration.maxMessageLength, rateLimiter: limiters.messages)
 
@@ -150,16 +181,16 @@ public struct ChatRouters {
             .add(middleware: AccessTokenMiddleware(tokens: services.tokens))
             .group(context: AuthenticatedContext.self)
         api.addRoutes(auth.authenticatedEndpoints, atPath: "auth")
-        api.addRoutes(RoomController(rooms: services.rooms, users: services.users, access: access, hub: hub,
+        api.addRoutes(RoomController(rooms: services.rooms, users: services.users, access: access, broker: services.broker,
                                      signer: services.urlSigner, roomActions: limiters.roomActions).endpoints, atPath: "rooms")
-        let tus = TusController(uploads: services.uploads, files: services.uploadFiles, writers: UploadWriters(),
-                                completion: services.completion, store: services.fileStore,
+        let tus = TusController(uploads: services.uploads, files: services.uploadStore, writers: services.uploadLocker,
+                                ingest: services.ingest, jobDoorbell: services.jobDoorbell, store: services.fileStore,
                                 rooms: services.rooms, policy: services.policy, maxSize: configuration.maxUploadBytes,
                                 expiry: TimeInterval(configuration.uploadExpirySeconds), durable: configuration.durableUploads)
         router.addRoutes(tus.publicEndpoints, atPath: "/api/uploads")
         api.addRoutes(tus.endpoints, atPath: "uploads")
-        api.addRoutes(MultipartUploadController(files: services.uploadFiles, uploads: services.uploads,
-                                                completion: services.completion, policy: services.policy,
+        api.addRoutes(MultipartUploadController(files: services.uploadStore, uploads: services.uploads,
+                                                ingest: services.ingest, policy: services.policy,
                                                 signer: services.urlSigner, maxBytes: configuration.maxMultipartBytes).endpoints,
                       atPath: "upload-file")
         api.addRoutes(MessageController(access: access, messages: services.messages, reactions: services.reactions,
@@ -169,7 +200,7 @@ public struct ChatRouters {
         let socketRouter = Router(context: ChatRequestContext.self)
         socketRouter.add(middleware: JSONErrorMiddleware())
         ChatSocket(tokens: services.tokens, rooms: services.rooms, access: access, service: messageService,
-                   reactions: reactionService, hub: hub,
+                   reactions: reactionService, hub: hub, broker: services.broker,
                    maxQueuedFrames: configuration.maxQueuedFramesPerSocket).addRoutes(to: socketRouter)
         http = router
         webSocket = socketRouter
@@ -211,7 +242,7 @@ public func buildApplication(
         server: server,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "mediagate",
                              availableConnectionsDelegate: MaximumAvailableConnections(ConnectionLimit.effective(configuration.maxConnections))),
-        services: [services.uploadSweeper(logger: logger)],
+        services: services.backgroundServices(logger: logger),
         logger: logger
     )
 }
@@ -240,5 +271,24 @@ struct JSONBodyMiddleware<Context: RequestContext>: RouterMiddleware {
             }
         }
         return try await next(request, context)
+    }
+}
+
+extension UploadPolicy {
+    init(configuration: ChatConfiguration) {
+        self.init(quotaBytes: configuration.userQuotaBytes, forbiddenTypes: configuration.forbiddenMimeTypes,
+                  starts: configuration.rateLimits.uploadsPerUser, minFreeDiskBytes: configuration.minFreeDiskBytes,
+                  dataDirectory: configuration.dataDirectory, maxOpenUploads: configuration.maxOpenUploadsPerUser)
+    }
+}
+
+extension URLSigner {
+    /// The signer with the keys in the data directory (`url-signing-key`, generated on first
+    /// run). To rotate, rename it to `url-signing-key.previous` and restart: new URLs use a new
+    /// key and URLs signed with the previous one keep working until they expire.
+    init(directory: String, lifetime: TimeInterval) throws {
+        let previousPath = (directory as NSString).appendingPathComponent("url-signing-key.previous")
+        self.init(current: try TokenService.signingKey(in: directory, name: "url-signing-key"),
+                  previous: FileManager.default.contents(atPath: previousPath), lifetime: lifetime)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MediagateWire
 
 /// One file's trip through the pipeline, on a worker thread: sniff, hash, route, decode.
 struct MediaAnalysis {

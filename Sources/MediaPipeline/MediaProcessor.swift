@@ -1,4 +1,5 @@
 import Foundation
+import MediagateWire
 
 /// File in, ``Attachment`` out: sniffs the type from the bytes (libmagic), reads dimensions,
 /// duration and pages (libvips, FFmpeg), makes a thumbnail and a BlurHash, and hashes the bytes.

@@ -1,4 +1,5 @@
 import Foundation
+import MediagateWire
 
 /// The chat half of the API the upload command needs: log in, learn what an upload became,
 /// post it into a room. Blocking, like `TusClient`, and sharing its connection.
@@ -10,7 +11,7 @@ public struct ChatClient {
     /// `POST /api/auth/login` → tokens.
     public static func login(server: String, username: String, password: String) throws -> Tokens {
         let connection = APIConnection(server: server, auth: nil)
-        let response = try connection.json("POST", "/api/auth/login", ["username": username, "password": password], expecting: [200])
+        let response = try connection.json("POST", APIPath.login, ["username": username, "password": password], expecting: [200])
         guard let tokens = Tokens(response: response, username: username) else {
             throw ClientError.protocolViolation("the login answer has no access_token")
         }
@@ -62,7 +63,7 @@ public struct ChatClient {
         var budget = RetryBudget(retry)
         while true {
             do {
-                return try connection.json("POST", "/api/messages", [
+                return try connection.json("POST", APIPath.messages, [
                     "room_id": room, "content": text, "client_id": clientId, "attachment": ["file_id": file.id],
                 ], expecting: [200, 201]).json
             } catch let error as ClientError {
@@ -73,7 +74,7 @@ public struct ChatClient {
 
     /// `GET /api/rooms/{id}`: the room exists and we are in it (404 otherwise).
     public func checkRoom(_ room: Int) throws {
-        let response = try connection.send("GET", "/api/rooms/\(room)")
+        let response = try connection.send("GET", APIPath.room(Int64(room)))
         guard response.status == 200 else { throw ClientError.from(response) }
     }
 }

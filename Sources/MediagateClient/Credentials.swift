@@ -1,4 +1,5 @@
 import Foundation
+import MediagateWire
 
 /// A login's tokens, as `POST /api/auth/login` and `/refresh` return them.
 public struct Tokens: Codable, Sendable, Equatable {
@@ -136,7 +137,7 @@ public final class SessionAuth: @unchecked Sendable {
             let response: HTTPResponse
             do {
                 response = try body.withUnsafeBytes {
-                    try transport.perform(method: "POST", url: server + "/api/auth/refresh",
+                    try transport.perform(method: "POST", url: server + APIPath.refresh,
                                           headers: [("Content-Type", "application/json")], body: $0)
                 }
             } catch let error as TransportError {

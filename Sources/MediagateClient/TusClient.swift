@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MediagateWire
 
 /// The tus 1.0 requests, one at a time over one connection: creation, offset, PATCH, termination.
 /// Statuses are turned into `ClientError`s here; deciding what to retry is `ResumableUpload`'s job.
@@ -14,24 +15,24 @@ public final class TusClient {
 
     public init(connection: APIConnection, endpoint: String? = nil) {
         self.connection = connection
-        self.endpoint = endpoint ?? connection.server + "/api/uploads"
+        self.endpoint = endpoint ?? connection.server + APIPath.uploads
     }
 
-    private static let resumable = ("Tus-Resumable", "1.0.0")
+    private static let resumable = (Tus.Header.resumable, Tus.version)
 
     /// `OPTIONS`: the server's largest upload, if it says.
     public func maxSize() throws -> Int? {
         let response = try connection.send("OPTIONS", endpoint, headers: [Self.resumable])
         guard (200..<300).contains(response.status) else { throw ClientError.from(response) }
-        return response["Tus-Max-Size"].flatMap(Int.init)
+        return response[Tus.Header.maxSize].flatMap(Int.init)
     }
 
     /// `POST`: a new upload of `length` bytes; returns its absolute URL.
     public func create(length: Int, metadata: [String: String]) throws -> String {
         let encoded = metadata.sorted { $0.key < $1.key }
             .map { "\($0.key) \(Data($0.value.utf8).base64EncodedString())" }.joined(separator: ",")
-        var headers = [Self.resumable, ("Upload-Length", String(length))]
-        if !encoded.isEmpty { headers.append(("Upload-Metadata", encoded)) }
+        var headers = [Self.resumable, (Tus.Header.length, String(length))]
+        if !encoded.isEmpty { headers.append((Tus.Header.metadata, encoded)) }
         let response = try connection.send("POST", endpoint, headers: headers)
         guard response.status == 201 else { throw ClientError.from(response) }
         guard let location = response["Location"] else { throw ClientError.protocolViolation("201 without a Location") }
@@ -43,10 +44,10 @@ public final class TusClient {
         let response = try connection.send("HEAD", url, headers: [Self.resumable])
         if response.status == 404 || response.status == 410 { throw ClientError.uploadGone(status: response.status) }
         guard response.status == 200 || response.status == 204 else { throw ClientError.from(response) }
-        guard let offset = response["Upload-Offset"].flatMap(Int.init), offset >= 0 else {
+        guard let offset = response[Tus.Header.offset].flatMap(Int.init), offset >= 0 else {
             throw ClientError.protocolViolation("HEAD \(url) answered without a valid Upload-Offset")
         }
-        return (offset, response["Upload-Length"].flatMap(Int.init))
+        return (offset, response[Tus.Header.length].flatMap(Int.init))
     }
 
     /// `PATCH`: `bytes` at `offset`; returns the server's new offset. `progress` sees the bytes
@@ -55,12 +56,12 @@ public final class TusClient {
         to url: String, at offset: Int, bytes: UnsafeRawBufferPointer, checksum: Checksum,
         progress: ((Int) -> Bool)? = nil
     ) throws -> Int {
-        var headers = [Self.resumable, ("Upload-Offset", String(offset)), ("Content-Type", "application/offset+octet-stream")]
-        if let digest = Self.digest(bytes, checksum) { headers.append(("Upload-Checksum", "\(checksum.rawValue) \(digest)")) }
+        var headers = [Self.resumable, (Tus.Header.offset, String(offset)), ("Content-Type", Tus.chunkContentType)]
+        if let digest = Self.digest(bytes, checksum) { headers.append((Tus.Header.checksum, "\(checksum.rawValue) \(digest)")) }
         let response = try connection.send("PATCH", url, headers: headers, body: bytes, progress: progress)
         if response.status == 404 || response.status == 410 { throw ClientError.uploadGone(status: response.status) }
         guard response.status == 204 || response.status == 200 else { throw ClientError.from(response) }
-        guard let next = response["Upload-Offset"].flatMap(Int.init), next >= offset, next <= offset + bytes.count else {
+        guard let next = response[Tus.Header.offset].flatMap(Int.init), next >= offset, next <= offset + bytes.count else {
             throw ClientError.protocolViolation("PATCH \(url) answered with an impossible Upload-Offset")
         }
         return next

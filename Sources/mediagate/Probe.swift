@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MediaPipeline
+import MediagateWire
 
 /// `mediagate probe`: describe files as the attachments chat clients render.
 struct Probe: AsyncParsableCommand {

@@ -1,9 +1,10 @@
 import Foundation
 import MediaPipeline
+import MediagateWire
 
 /// One JSON line of `mediagate probe --json`.
 struct ProbeLine: Encodable {
-    struct ErrorBody: Encodable {
+    struct ProbeError: Encodable {
         var code: String
         var message: String
     }
@@ -11,7 +12,7 @@ struct ProbeLine: Encodable {
     var path: String
     var attachment: Attachment?
     var thumbnail: String?
-    var error: ErrorBody?
+    var error: ProbeError?
 
     private enum CodingKeys: String, CodingKey { case path, attachment, thumbnail, error }
 
@@ -37,7 +38,7 @@ struct ProbePrinter {
     }
 
     mutating func print(path: String, report: MediaReport, thumbnail: String?) {
-        let error = report.error.map { ProbeLine.ErrorBody(code: $0.code.description, message: $0.message) }
+        let error = report.error.map { ProbeLine.ProbeError(code: $0.code.description, message: $0.message) }
         if json {
             emit(ProbeLine(path: path, attachment: report.attachment, thumbnail: thumbnail, error: error))
         } else {

@@ -1,5 +1,5 @@
 import ArgumentParser
-import ChatServer
+import MediagateWire
 import Foundation
 import MediaPipeline
 import MediagateClient
@@ -135,7 +135,7 @@ struct Upload: AsyncParsableCommand {
             auth: auth, room: room, state: stateFile,
             reporter: UploadReporter(style: style, totalBytes: sizes.reduce(0, +)),
             processor: media.makeProcessor(), threads: threads, uploadSlots: AsyncSemaphore(limit: concurrency), maxSize: maxSize,
-            forbidden: Set(ChatConfiguration().forbiddenMimeTypes),
+            forbidden: Set(UploadDefaults.forbiddenMimeTypes),
             preparation: ImagePreparation(stripMetadata: stripMetadata, maxDimension: maxDimension, convertHEIC: convertHeic),
             options: ResumableUpload.Options(chunkSize: chunkSize.bytes, checksum: checksum, retry: retry),
             stallTimeout: .milliseconds(Int64(stallTimeout * 1000)))

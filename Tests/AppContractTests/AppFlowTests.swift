@@ -1,8 +1,10 @@
 import ChatServer
 import Foundation
+import MediagateWire
 import HummingbirdTesting
 import MediagateTestSupport
 import Testing
+@testable import MediagateCore
 
 /// The seed app's flows, call by call (`shared/seed/app-contract.md`), against a live gateway on
 /// 127.0.0.1, every answer decoded with the app's own model shapes.

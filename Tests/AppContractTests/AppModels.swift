@@ -1,4 +1,5 @@
 import Foundation
+import MediagateWire
 
 // The seed article's iOS app (SocketChat) and the article's printed code, as they decode our
 // answers: written here from `shared/seed/app-contract.md` (part A4/A5) and the article, key by

@@ -2,6 +2,10 @@ import ChatServer
 import Foundation
 import MediagateTestSupport
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 /// `Docs/openapi.yaml` and `Docs/API.md` describe exactly the routes the server has.
 @Suite("API documents")

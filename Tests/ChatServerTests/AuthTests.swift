@@ -4,6 +4,10 @@ import HTTPTypes
 import HummingbirdTesting
 import JWTKit
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 @Suite("accounts and tokens")
 struct AuthTests {

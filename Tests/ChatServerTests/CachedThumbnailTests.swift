@@ -8,6 +8,10 @@ import NIOCore
 import NIOEmbedded
 import NIOHTTPTypes
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 /// `CachedThumbnailHandler`: signed thumbnails held in memory are answered before the router,
 /// with the router's answer; everything else reaches the router unchanged and in order.
@@ -20,7 +24,7 @@ struct CachedThumbnailTests {
         let alice = try await services.addUser(username: "alice", password: "correct horse")
         let source = try Fixtures.temporaryDirectory("cached-thumbnail").appendingPathComponent("p.jpg").path
         try FileManager.default.copyItem(atPath: Fixtures.media("photo-exif-orientation-6.jpg"), toPath: source)
-        let stored = try await services.completion.storeFile(at: source, filename: "p.jpg", ownerId: alice.id, uploadId: nil)
+        let stored = try await services.ingest.storeFile(at: source, filename: "p.jpg", ownerId: alice.id, uploadId: nil)
         _ = try await services.fileStore.file(id: stored.id)
         let handler = CachedThumbnailHandler(files: services.fileStore, thumbnails: services.thumbnails,
                                              signer: services.urlSigner, logger: Logger(label: "test"))
@@ -61,7 +65,7 @@ struct CachedThumbnailTests {
     func hit() async throws {
         let (services, file, channel) = try await Self.setUp()
         let signed = services.urlSigner.sign("/api/files/\(file.id)/thumbnail", fileId: file.id, variant: "thumbnail")
-        let kept = try #require(services.thumbnails.inMemory(sha256: file.sha256, UploadCompletion.eagerThumbnail))
+        let kept = try #require(services.thumbnails.inMemory(sha256: file.sha256, AttachmentIngest.eagerThumbnail))
         for _ in 0..<2 { // twice on one connection: the second comes from the cached signature check
             try Self.send(channel, signed)
             let (head, body) = try #require(try Self.answer(channel))

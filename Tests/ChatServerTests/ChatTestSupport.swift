@@ -8,6 +8,10 @@ import MediagateTestSupport
 import NIOCore
 import Synchronization
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 /// A configuration for one test: its own data directory, a cheap bcrypt cost, a free port.
 func testConfiguration(_ adjust: (inout ChatConfiguration) -> Void = { _ in }) throws -> ChatConfiguration {

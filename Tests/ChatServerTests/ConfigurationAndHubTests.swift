@@ -2,6 +2,10 @@
 import Foundation
 import MediagateTestSupport
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 @Suite("configuration and fan-out")
 struct ConfigurationAndHubTests {

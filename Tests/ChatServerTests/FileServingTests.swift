@@ -5,6 +5,10 @@ import HummingbirdTesting
 import MediagateTestSupport
 import NIOCore
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 @Suite("file serving and attachments")
 struct FileServingTests {

@@ -7,6 +7,10 @@ import MediagateTestSupport
 import NIOCore
 import Synchronization
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 /// Cheap requests that used to cost everyone (issue #13): floods are refused with 429 and
 /// `Retry-After`, secrets stay out of the log, replays and retries change nothing.

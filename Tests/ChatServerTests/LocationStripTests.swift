@@ -4,6 +4,10 @@ import Foundation
 import HummingbirdTesting
 import MediagateTestSupport
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 /// A phone's photo posted into a room must not tell the room where it was taken (issue #13):
 /// the stored file has no location, on both upload paths, and a deployment can keep it.

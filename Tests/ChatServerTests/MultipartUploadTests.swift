@@ -3,6 +3,10 @@ import Foundation
 import HummingbirdTesting
 import MediagateTestSupport
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 /// The seed article's `POST /api/upload-file`, driven by curl against the live server.
 @Suite("multipart upload")

@@ -3,6 +3,10 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 @Suite("rooms and messages")
 struct RoomAndMessageTests {

@@ -1,6 +1,7 @@
 @testable import ChatServer
 import Crypto
 import Foundation
+import Logging
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -8,6 +9,10 @@ import MediaPipeline
 import MediagateTestSupport
 import NIOCore
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 @Suite("thumbnail service")
 struct ThumbnailServiceTests {
@@ -99,7 +104,8 @@ struct ThumbnailServiceTests {
         let pool = MediaWorkerPool(threadCount: 1, maxQueuedJobs: 1)
         defer { pool.shutdown() }
         services.thumbnails = try Thumbnails(dataDirectory: configuration.dataDirectory, processor: MediaProcessor(pool: pool))
-        let app = Application(router: ChatRouters(services: services).http)
+        let app = Application(router: ChatRouters(services: services).http,
+                              services: services.backgroundServices(logger: Logger(label: "test")))
         // Noise does not compress, so each decode takes long enough for requests to pile up.
         let photo = try Fixtures.temporaryDirectory("overload").appendingPathComponent("noise.jpg").path
         _ = try await Tool.run("vips", ["gaussnoise", photo + "[Q=90]", "3000", "2000"])

@@ -8,6 +8,10 @@ import MediagateTestSupport
 import NIOCore
 import Synchronization
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 @Suite("tus uploads")
 struct TusUploadTests {
@@ -253,7 +257,7 @@ struct TusUploadTests {
 
     @Test("a writer that is committing is never overtaken; one taken over cannot commit")
     func writersCommit() async throws {
-        let writers = UploadWriters()
+        let writers = InProcessUploadLocker()
         let first = await writers.acquire("u")
         #expect(await writers.beginCommit("u", first))
         // A second request for the same upload waits for the commit, past the half second a
@@ -284,9 +288,9 @@ struct TusUploadTests {
 
     @Test("a writer taken over never writes again, not even a batch it had queued")
     func takenOverWriterStops() async throws {
-        let files = try UploadFiles(dataDirectory: Fixtures.temporaryDirectory("lease").path)
+        let files = try DiskUploadStore(dataDirectory: Fixtures.temporaryDirectory("lease").path)
         try await files.create("u")
-        let writers = UploadWriters()
+        let writers = InProcessUploadLocker()
         let old = await writers.acquire("u")
         let oldWriter = try await files.openForAppend("u", at: 0, lease: old)
         try await oldWriter.append(ByteBuffer(repeating: 1, count: UploadFileWriter.batchSize))
@@ -294,7 +298,7 @@ struct TusUploadTests {
 
         let new = await writers.acquire("u") // the old request is still open: it is revoked
         #expect(old.isRevoked && !new.isRevoked)
-        await #expect(throws: UploadFileError.self) {
+        await #expect(throws: DomainError.uploadTakenOver) {
             try await oldWriter.append(ByteBuffer(repeating: 2, count: UploadFileWriter.batchSize))
             try await oldWriter.finish()
         }
@@ -363,11 +367,11 @@ struct TusUploadTests {
             let id = String(location.split(separator: "/").last!)
             try await Task.sleep(for: .milliseconds(1200))
             #expect(try await Self.tus(client, .head, location, token: alice.access).status == .gone)
-            let removed = try await UploadSweeper(uploads: services.uploads, files: services.uploadFiles, completion: nil, interval: .seconds(60),
+            let removed = try await UploadSweeper(uploads: services.uploads, uploadStore: services.uploadStore, files: nil, thumbnails: nil, interval: .seconds(60),
                                                   logger: Logger(label: "test")).sweep()
             #expect(removed == 1)
             #expect(try await Self.tus(client, .head, location, token: alice.access).status == .notFound)
-            #expect(!FileManager.default.fileExists(atPath: services.uploadFiles.path(id)))
+            #expect(!FileManager.default.fileExists(atPath: try await services.uploadStore.localPath(id)))
         }
     }
 
@@ -389,8 +393,9 @@ struct TusUploadTests {
             for path in ["\(blobs)/\(old)", "\(blobs)/\(stored[0])", configuration.dataDirectory + "/decoded/\(old).jpg"] {
                 try FileManager.default.setAttributes([.modificationDate: twoHoursAgo], ofItemAtPath: path)
             }
-            let removed = try await services.fileStore.collectOrphans(decodedDirectory: services.thumbnails.decodedDirectory,
-                                                                      writtenBefore: Date().addingTimeInterval(-3600))
+            let sweeper = UploadSweeper(uploads: services.uploads, uploadStore: services.uploadStore, files: services.fileStore,
+                                        thumbnails: services.thumbnails, interval: .seconds(60), logger: Logger(label: "test"))
+            let removed = try await sweeper.collectOrphans(writtenBefore: Date().addingTimeInterval(-3600))
             #expect(removed == 2)
             #expect(Set(try FileManager.default.contentsOfDirectory(atPath: blobs)) == Set(stored + [fresh]))
         }

@@ -3,6 +3,10 @@ import Foundation
 import HummingbirdTesting
 import MediagateTestSupport
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 /// Media that cannot be decoded, or is over the pixel limit, is delivered as a plain `file` and
 /// served only as a download, whichever way it was uploaded; damaged-but-drawable pictures keep

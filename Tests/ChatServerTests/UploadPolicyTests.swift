@@ -3,6 +3,10 @@ import Foundation
 import HummingbirdTesting
 import MediagateTestSupport
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 /// Quotas and forbidden types, on both upload paths.
 @Suite("upload policy")

@@ -4,6 +4,10 @@ import HTTPTypes
 import HummingbirdTesting
 import MediagateTestSupport
 import Testing
+@testable import MediagateCore
+@testable import MediagateDiskStorage
+@testable import MediagateSQLite
+import MediagateWire
 
 /// Live server on 127.0.0.1 (port 0) and real WebSocket clients.
 @Suite("WebSocket chat")

@@ -1,4 +1,5 @@
 import Foundation
+import MediagateWire
 import MediagateTestSupport
 import MediaPipeline
 import Testing
@@ -10,7 +11,7 @@ struct ProbeAgainstToolsTests {
     static let pipeline = MediaProcessor(pool: MediaWorkerPool(threadCount: 2))
 
     /// What a client should show each fixture as.
-    static let expectedKinds: [String: MediaPipeline.Attachment.Kind] = [
+    static let expectedKinds: [String: MediagateWire.Attachment.Kind] = [
         "alpha.png": .image, "animated.gif": .image, "animated.webp": .image, "cmyk.jpg": .image,
         "drawing.svg": .image, "grey-16bit.png": .image, "iphone.heic": .image, "legacy.bmp": .image,
         "photo-exif-orientation-6.jpg": .image, "photo.avif": .image, "progressive.jpg": .image,
@@ -150,7 +151,7 @@ struct ProbeAgainstToolsTests {
         }
         #expect(object["url"] is NSNull)
         #expect(object["type"] as? String == "video")
-        let decoded = try JSONDecoder().decode(MediaPipeline.Attachment.self, from: data)
+        let decoded = try JSONDecoder().decode(MediagateWire.Attachment.self, from: data)
         #expect(decoded == report.attachment)
     }
 }

@@ -1,4 +1,6 @@
 import Hummingbird
+import MediagateCore
+import MediagateWire
 
 /// Authenticates `Authorization: Bearer <access token>`. A missing, forged or expired token is
 /// a 401 here, before any handler runs. A `?token=` is not read on REST routes: URLs end up in

@@ -1,4 +1,6 @@
 import Synchronization
+import MediagateCore
+import MediagateWire
 
 /// Logins (refresh-token families) that ended by logout or revocation while access tokens
 /// issued to them may still be unexpired. Every authenticated request asks; the answer is a

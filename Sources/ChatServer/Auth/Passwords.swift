@@ -3,6 +3,8 @@ import Foundation
 import HummingbirdBcrypt
 import NIOPosix
 import Synchronization
+import MediagateCore
+import MediagateWire
 
 /// bcrypt on thread pools of its own: a cost-12 hash takes ~250 ms of CPU and must never run on
 /// an event loop or Swift's cooperative pool, nor on NIO's shared blocking pool, where file

@@ -1,6 +1,8 @@
 import Crypto
 import Foundation
 import JWTKit
+import MediagateCore
+import MediagateWire
 
 /// The claims of an access token.
 struct AccessClaims: JWTPayload {
@@ -38,13 +40,13 @@ public struct IssuedTokens: Sendable {
     public var accessToken: String
     public var refreshToken: String
     public var expiresIn: Int
-    public var user: User
+    package var user: User
 }
 
 /// What a valid access token says: who, and which login. (Its expiry matters only while it is
 /// checked: sockets outlive their token.)
 public struct AccessGrant: Sendable {
-    public var user: User
+    package var user: User
     /// The refresh-token family, if the token names one.
     public var session: String?
 }

@@ -4,6 +4,8 @@ import HummingbirdWebSocket
 import NIOCore
 import NIOHTTP1
 import NIOWebSocket
+import MediagateCore
+import MediagateWire
 
 /// `GET /ws/chat/{roomId}?token=ACCESS`: one member's live connection to one room.
 ///
@@ -22,6 +24,7 @@ struct ChatSocket: Sendable {
     let service: MessageService
     let reactions: ReactionService
     let hub: ChatHub
+    let broker: any ChatBroker
     let maxQueuedFrames: Int
     /// Largest client message; bigger ones are discarded with an `error` frame.
     static let maxMessageBytes = 64 * 1024
@@ -43,9 +46,10 @@ struct ChatSocket: Sendable {
                     throw APIError.tooManyRequests(retryAfter: 5, "sockets open for this user (at most \(hub.maxSocketsPerUser))")
                 }
                 _ = try await room(for: grant, context: context)
-            } catch let error as APIError {
-                try? await context.channel.pipeline.addHandler(UpgradeRefusal(error)).get()
-                throw error
+            } catch {
+                guard let refusal = APIError(mapping: error) else { throw error }
+                try? await context.channel.pipeline.addHandler(UpgradeRefusal(refusal)).get()
+                throw refusal
             }
             return .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
@@ -180,7 +184,9 @@ struct ChatSocket: Sendable {
             case "message":
                 let posted = try await service.post(from: user, roomId: roomId, text: frame.content ?? frame.message ?? "",
                                                     clientId: frame.client_id, attachment: frame.attachment)
-                if !posted.isNew { connection.send(posted.frame) } // a resend: the sender sees it again
+                if !posted.isNew { // a resend: the sender sees it again
+                    connection.send(String(decoding: try JSONEncoder().encode(posted.message), as: UTF8.self))
+                }
                 connection.send(ChatFrames.ack(messageId: posted.message.id, clientId: posted.message.client_id,
                                                roomId: roomId, timestamp: posted.message.timestamp))
             case "typing_start":
@@ -192,7 +198,7 @@ struct ChatSocket: Sendable {
                     throw APIError.unprocessable("read needs a message_id")
                 }
                 _ = try await rooms.markRead(roomId: roomId, userId: user.id, messageId: messageId)
-                await hub.broadcast(ChatFrames.read(messageId: messageId, roomId: roomId, by: user), roomId: roomId)
+                await broker.publish(.frame(roomId: roomId, frame: ChatFrames.read(messageId: messageId, roomId: roomId, by: user), except: nil))
             case "reaction":
                 // The seed app sends this after its REST call succeeded: applied again, it
                 // changes nothing and broadcasts nothing; alone, it works like the REST call.
@@ -209,11 +215,13 @@ struct ChatSocket: Sendable {
             default:
                 connection.send(ChatFrames.error(code: "unknown_type", message: "unknown frame type \"\(frame.type)\""))
             }
-        } catch let error as APIError {
+        } catch {
+            guard let error = APIError(mapping: error) else {
+                connection.send(ChatFrames.error(code: "internal", message: "the frame could not be processed"))
+                return .handled
+            }
             connection.send(ChatFrames.error(code: error.code, message: error.message))
             if error.status == .tooManyRequests { return .rateLimited }
-        } catch {
-            connection.send(ChatFrames.error(code: "internal", message: "the frame could not be processed"))
         }
         return .handled
     }

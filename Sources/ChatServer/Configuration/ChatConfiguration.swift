@@ -1,4 +1,6 @@
 import Foundation
+import MediagateCore
+import MediagateWire
 
 /// How `mediagate serve` runs. Every value has an embedded default, so the server starts with
 /// no configuration at all; a JSON file, environment variables and command-line flags override
@@ -48,6 +50,9 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var uploadExpirySeconds: Int = 24 * 3600
     /// Seconds between two sweeps for expired uploads.
     public var uploadSweepIntervalSeconds: Int = 300
+    /// How long a node holds a processing job before another may take it (it died, or hangs).
+    /// Far longer than any processing takes: the pipeline's own limits end a decode sooner.
+    public var processingLeaseSeconds: Int = 300
     /// Largest file `POST /api/upload-file` takes (the seed article's 10 MB).
     public var maxMultipartBytes: Int = 10 * 1024 * 1024
     /// Seconds a signed file URL stays valid.
@@ -65,11 +70,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var userQuotaBytes: Int64 = 20 << 30
     /// Sniffed MIME types the server refuses to store (`family/*` covers a family). By default
     /// native executables and installers: chat is no place to hand those around.
-    public var forbiddenMimeTypes: [String] = [
-        "application/x-executable", "application/x-pie-executable", "application/x-sharedlib",
-        "application/x-dosexec", "application/vnd.microsoft.portable-executable", "application/x-msdownload",
-        "application/x-mach-binary", "application/x-msi",
-    ]
+    public var forbiddenMimeTypes: [String] = UploadDefaults.forbiddenMimeTypes
     /// Whether stored pictures lose where they were taken (EXIF GPS, XMP location) on the way
     /// in, in place and losslessly (`LocationMetadata`). Uploads are shared with rooms; a
     /// phone's photo would otherwise give away its owner's home to everyone who can read it.
@@ -133,6 +134,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         maxUploadBytes = try value(.maxUploadBytes, maxUploadBytes)
         uploadExpirySeconds = try value(.uploadExpirySeconds, uploadExpirySeconds)
         uploadSweepIntervalSeconds = try value(.uploadSweepIntervalSeconds, uploadSweepIntervalSeconds)
+        processingLeaseSeconds = try value(.processingLeaseSeconds, processingLeaseSeconds)
         signedURLSeconds = try value(.signedURLSeconds, signedURLSeconds)
         maxMultipartBytes = try value(.maxMultipartBytes, maxMultipartBytes)
         userQuotaBytes = try value(.userQuotaBytes, userQuotaBytes)
@@ -192,6 +194,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try check(thumbnailMemoryCacheBytes >= 0, "thumbnailMemoryCacheBytes must not be negative")
         try check(userQuotaBytes >= 0, "userQuotaBytes must be 0 (no quota) or positive")
         try check(uploadExpirySeconds >= 1 && uploadSweepIntervalSeconds >= 1, "upload expiry and sweep interval must be positive")
+        try check(processingLeaseSeconds >= 1, "processingLeaseSeconds must be positive")
         try check(headerTimeoutSeconds >= 1 && idleTimeoutSeconds >= 1, "headerTimeoutSeconds and idleTimeoutSeconds must be at least 1")
         try check(maxConnectionsPerAddress >= 0 && maxConnections >= 1, "maxConnectionsPerAddress must not be negative, maxConnections at least 1")
         for (name, limit) in [("registrationsPerAddress", rateLimits.registrationsPerAddress), ("messagesPerUser", rateLimits.messagesPerUser),

@@ -5,6 +5,8 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOHTTPTypes
+import MediagateCore
+import MediagateWire
 
 /// Answers `GET /api/files/{id}/thumbnail?…&exp=…&sig=…` on the event loop, before the router,
 /// when the signature is valid and both the file's record and the thumbnail are in memory.

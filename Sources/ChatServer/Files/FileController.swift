@@ -3,6 +3,8 @@ import Hummingbird
 import HummingbirdCore
 import HTTPTypes
 import MediaPipeline
+import MediagateCore
+import MediagateWire
 
 /// `GET`/`HEAD /api/files/{fileId}`: a stored file, to the members of a room it was posted in
 /// (and its uploader) with a Bearer token, or to anyone holding a signed URL. `{fileId}` may
@@ -48,9 +50,9 @@ struct FileController: Sendable {
         }
         let thumbnail: (bytes: ByteBuffer, name: String)
         do {
-            thumbnail = try await thumbnails.thumbnailBytes(blob: store.blobPath(sha256: file.sha256), sha256: file.sha256,
+            thumbnail = try await thumbnails.thumbnailBytes(blob: try await store.blobs.localPath(sha256: file.sha256), sha256: file.sha256,
                                                             picture: file.attachment, request: asked.request,
-                                                            decodedFor: UploadCompletion.eagerThumbnail)
+                                                            decodedFor: AttachmentIngest.eagerThumbnail)
         } catch let error as MediaError {
             switch error.code {
             case .overloaded: throw APIError(.serviceUnavailable, code: "overloaded", "thumbnail work is queued full; retry shortly", headers: [.retryAfter: "1"])
@@ -118,7 +120,7 @@ struct FileController: Sendable {
             return Response(status: .notModified, headers: headers)
         }
         let size = Int(file.size)
-        let path = store.blobPath(sha256: file.sha256)
+        let path = try await store.blobs.localPath(sha256: file.sha256)
         var status = HTTPResponse.Status.ok
         var range = 0...max(0, size - 1)
         if let header = request.headers[.range] {

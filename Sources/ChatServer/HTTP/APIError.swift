@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import MediagateCore
+import MediagateWire
 
 /// An error a client sees: `{"error": {"code": "...", "message": "..."}}` with its status.
 ///
@@ -35,19 +37,57 @@ public struct APIError: Error, HTTPResponseError, Sendable {
                  headers: [.retryAfter: String(seconds)])
     }
 
-    private struct Body: Encodable {
-        struct Detail: Encodable {
-            var code: String
-            var message: String
-        }
-        var error: Detail
-    }
-
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let data = try JSONEncoder().encode(Body(error: .init(code: code, message: message)))
+        let data = try JSONEncoder().encode(ErrorBody(code: code, message: message))
         var fields = headers
         fields[.contentType] = "application/json; charset=utf-8"
         return Response(status: status, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+extension APIError {
+    /// What the client sees for each domain refusal: the one place domain errors become HTTP.
+    init(_ error: DomainError) {
+        switch error {
+        case .badInput(let message): self = .badRequest(message)
+        case .notFound(let message): self = .notFound(message)
+        case .invalid(let message): self = .unprocessable(message)
+        case .tooLarge(let message): self = .tooLarge(message)
+        case .conflict(let message): self = .conflict(message)
+        case .forbiddenType(let type):
+            self.init(.unsupportedMediaType, code: "forbidden_type", "files of type \(type) are not accepted here")
+        case .quotaExceeded(let quota):
+            self.init(.contentTooLarge, code: "quota_exceeded",
+                      "this would take you past your storage quota of \(quota) bytes; delete files or finish other uploads first")
+        case .rateLimited(let seconds, let what): self = .tooManyRequests(retryAfter: seconds, what)
+        case .insufficientStorage:
+            self.init(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), code: "insufficient_storage",
+                      "the server is short of disk space; try again later")
+        case .offsetMismatch(let current, let message):
+            self.init(.conflict, code: "offset_mismatch", message,
+                      headers: [.uploadOffset: String(current), .tusResumable: Tus.version])
+        case .uploadIncomplete(let offset, let length):
+            self.init(.conflict, code: "incomplete", "the upload is at \(offset) of \(length.map(String.init) ?? "?") bytes",
+                      headers: [.uploadOffset: String(offset)])
+        case .uploadExpired: self.init(.gone, code: "gone", "the upload expired")
+        case .uploadRefused(let code):
+            self.init(.unprocessableContent, code: code, "the upload was refused by the server (\(code)); its bytes were deleted")
+        case .checksumMismatch(let offset):
+            self.init(HTTPResponse.Status(code: 460, reasonPhrase: "Checksum Mismatch"), code: "checksum_mismatch",
+                      "the chunk's checksum does not match; it was discarded",
+                      headers: [.uploadOffset: String(offset), .tusResumable: Tus.version])
+        case .uploadTakenOver: self = .conflict("another request took this upload over")
+        }
+    }
+
+    /// `error` as the client should see it, if it is one the client may see (an `APIError` or a
+    /// `DomainError`); nil for anything else.
+    init?(mapping error: any Error) {
+        switch error {
+        case let error as APIError: self = error
+        case let error as DomainError: self.init(error)
+        default: return nil
+        }
     }
 }
 
@@ -59,6 +99,8 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             throw error
+        } catch let error as DomainError {
+            throw APIError(error)
         } catch let error as HTTPError {
             throw APIError(error.status, code: Self.code(for: error.status), error.body ?? error.status.reasonPhrase, headers: error.headers)
         } catch let error as DecodingError {

@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import MediagateCore
+import MediagateWire
 
 /// `/api/auth`: register (and the seed app's `signup`), login, refresh (public); logout and
 /// `me` (authenticated).

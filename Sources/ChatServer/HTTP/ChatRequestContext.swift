@@ -1,13 +1,15 @@
 import Hummingbird
 import HummingbirdWebSocket
 import NIOCore
+import MediagateCore
+import MediagateWire
 
 /// The request context of every route: who is calling (once authenticated) and from where.
 public struct ChatRequestContext: RequestContext, WebSocketRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let webSocket: WebSocketHandlerReference<ChatRequestContext>
     /// Set by ``AccessTokenMiddleware``.
-    public var identity: User?
+    package var identity: User?
     /// The login the access token belongs to; set with `identity`.
     public var session: String?
     /// The client's address, for throttling: the peer's, or what a trusted proxy says it is
@@ -30,7 +32,7 @@ public struct ChatRequestContext: RequestContext, WebSocketRequestContext {
 /// The context of routes that require a logged-in user: having one *is* being authenticated.
 public struct AuthenticatedContext: ChildRequestContext {
     public var coreContext: CoreRequestContextStorage
-    public let user: User
+    package let user: User
     /// The login the access token belongs to (nil for tokens older than the claim).
     public let session: String?
     public var maxUploadSize: Int { 64 * 1024 }

@@ -1,5 +1,7 @@
 import HTTPTypes
 import Hummingbird
+import MediagateCore
+import MediagateWire
 
 /// Behind a reverse proxy every request comes from the proxy's address: one attacker's failed
 /// logins then throttled everyone (20 failures blocked every login). When the peer is one of

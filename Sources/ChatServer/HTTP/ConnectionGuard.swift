@@ -3,6 +3,8 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import Synchronization
+import MediagateCore
+import MediagateWire
 
 /// Open connections per client address, shared by every connection's `ConnectionGuardHandler`.
 ///

@@ -1,6 +1,8 @@
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
+import MediagateCore
+import MediagateWire
 
 /// Answers `Expect: 100-continue` with `100 Continue` as soon as the request head arrives.
 ///

@@ -1,4 +1,6 @@
 import Foundation
+import MediagateCore
+import MediagateWire
 
 /// HTTP's date format (RFC 9110 IMF-fixdate), written without `DateFormatter` (building one
 /// per tus response was a visible cost of every upload); `now()` makes it at most once a second.

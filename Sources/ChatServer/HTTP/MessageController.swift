@@ -1,6 +1,8 @@
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import MediagateCore
+import MediagateWire
 
 /// `/api/messages`: history pages and posting.
 struct MessageController: Sendable {

@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import MediagateCore
+import MediagateWire
 
 /// `/api/reactions`: the seed app's reaction calls. Both answer 200 with its `ReactionResponse`.
 struct ReactionController: Sendable {

@@ -1,5 +1,7 @@
 import Hummingbird
 import Logging
+import MediagateCore
+import MediagateWire
 
 /// Logs each request (method, path, query, status, duration) with the values of secret query
 /// parameters replaced: Hummingbird's `LogRequestsMiddleware` writes the whole URI, which put

@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import MediagateCore
+import MediagateWire
 
 /// `/api/rooms`: the rooms I am in and the public ones, creating, joining, leaving, members,
 /// marking read.
@@ -9,7 +11,7 @@ struct RoomController: Sendable {
     let rooms: any RoomRepository
     let users: any UserRepository
     let access: RoomAccess
-    let hub: ChatHub
+    let broker: any ChatBroker
     let signer: URLSigner
     /// Rooms created, joined and members added, per user: a room naming a victim costs nothing
     /// to make, and ten thousand of them fill the victim's room list.
@@ -66,7 +68,7 @@ struct RoomController: Sendable {
         let room = try await access.enter(roomId: id, userId: context.user.id)
         let (count, newest) = try await rooms.markAllRead(roomId: room.id, userId: context.user.id)
         if count > 0, let newest {
-            await hub.broadcast(ChatFrames.read(messageId: newest, roomId: room.id, by: context.user), roomId: room.id)
+            await broker.publish(.frame(roomId: room.id, frame: ChatFrames.read(messageId: newest, roomId: room.id, by: context.user), except: nil))
         }
         return MarkReadJSON(message: "Marked \(count) messages as read", read_count: count)
     }
@@ -74,7 +76,7 @@ struct RoomController: Sendable {
     @Sendable func leave(_ request: Request, context: AuthenticatedContext) async throws -> Response {
         let room = try await memberRoom(context)
         _ = try await rooms.removeMember(roomId: room.id, userId: context.user.id)
-        await hub.disconnect(userId: context.user.id, roomId: room.id)
+        await broker.publish(.leave(roomId: room.id, userId: context.user.id))
         return Response(status: .noContent)
     }
 

@@ -1,4 +1,6 @@
 import Foundation
+import MediagateCore
+import MediagateWire
 
 /// Counts failed logins in a sliding window, so that password guessing is slowed to a crawl
 /// without locking the account's owner out.

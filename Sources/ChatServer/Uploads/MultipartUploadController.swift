@@ -2,6 +2,8 @@ import Foundation
 import Hummingbird
 import MultipartKit
 import NIOCore
+import MediagateCore
+import MediagateWire
 
 /// `POST /api/upload-file`: the seed article's multipart upload (field `file`), streamed to
 /// disk part by part, never held whole in memory; answers 200 with the seed's keys (`filename`
@@ -9,9 +11,9 @@ import NIOCore
 struct MultipartUploadController: Sendable {
     /// Longest a part's headers may run before the parser hands one over.
     static let maxPartHeaderBytes = 16 * 1024
-    let files: UploadFiles
+    let files: any UploadStore
     let uploads: any UploadRepository
-    let completion: UploadCompletion
+    let ingest: AttachmentIngest
     let policy: UploadPolicy
     let signer: URLSigner
     let maxBytes: Int
@@ -36,11 +38,11 @@ struct MultipartUploadController: Sendable {
         if let declared, declared > Int64(maxBytes) + 64 * 1024 { throw tooLarge }
         let room = try await policy.remaining(for: context.user.id, in: uploads) ?? .max
         let limit = min(Int64(maxBytes), room)
-        let overLimit = room < Int64(maxBytes) ? policy.quotaExceeded : tooLarge
+        let overLimit: any Error = room < Int64(maxBytes) ? policy.quotaExceeded : tooLarge
         if let declared, declared > limit + 64 * 1024 { throw overLimit }
         let id = TokenService.randomToken()
         try await files.create(id)
-        let writer = try await files.openForAppend(id, at: 0)
+        let writer = try await files.openForAppend(id, at: 0, lease: nil)
         do {
             let part = PartCollector()
             let parser = MultipartParser(boundary: boundary)
@@ -67,7 +69,7 @@ struct MultipartUploadController: Sendable {
             guard part.sawFile, part.fileComplete else { throw APIError.badRequest("no complete \"file\" field in the body") }
             try await writer.sync()
             await writer.close()
-            let file = try await completion.storeFile(at: files.path(id), filename: part.filename ?? "file",
+            let file = try await ingest.storeFile(at: try await files.localPath(id), filename: part.filename ?? "file",
                                                       ownerId: context.user.id, uploadId: nil)
             var attachment = file.attachment
             let url = signer.sign("/api/files/\(file.id)", fileId: file.id, variant: "original")

@@ -2,6 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import MediaPipeline
+import MediagateCore
+import MediagateWire
 import NIOCore
 
 /// tus 1.0 resumable uploads at `/api/uploads/`: core protocol plus the creation,
@@ -18,9 +20,11 @@ import NIOCore
 /// when the upload completes.
 struct TusController: Sendable {
     let uploads: any UploadRepository
-    let files: UploadFiles
-    let writers: UploadWriters
-    let completion: UploadCompletion
+    let files: any UploadStore
+    let writers: any UploadLocker
+    let ingest: AttachmentIngest
+    /// Rung after a completed upload's processing job is stored, so this node starts it at once.
+    let jobDoorbell: Doorbell
     let store: FileStore
     let rooms: any RoomRepository
     let policy: UploadPolicy
@@ -29,8 +33,8 @@ struct TusController: Sendable {
     /// `fdatasync` before acknowledging an offset (``ChatConfiguration/durableUploads``).
     let durable: Bool
 
-    static let version = "1.0.0"
-    static let extensions = "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
+    static let version = Tus.version
+    static let extensions = Tus.extensions
 
     /// `OPTIONS /api/uploads`: discovery, without authentication as the protocol expects.
     var publicEndpoints: RouteCollection<ChatRequestContext> {
@@ -82,14 +86,14 @@ struct TusController: Sendable {
             try await checkQuota(adding: length, userId: context.user.id)
             try policy.checkDisk(adding: length)
         }
-        if let claimed = parsed["filetype"], policy.forbids(claimed) { throw UploadPolicy.forbiddenType(claimed) }
+        if let claimed = parsed["filetype"], policy.forbids(claimed) { throw DomainError.forbiddenType(claimed) }
         if let roomValue = parsed["room_id"] {
             guard let roomId = Int64(roomValue), try await rooms.isMember(roomId: roomId, userId: context.user.id) else {
                 throw APIError.notFound("no such room")
             }
         }
         let now = Date()
-        let record = UploadRecord(id: TokenService.randomToken(), userId: context.user.id, length: length, offset: 0,
+        let record = UploadRecord(id: RandomToken.make(), userId: context.user.id, length: length, offset: 0,
                                   metadata: metadata, createdAt: now, expiresAt: now.addingTimeInterval(expiry))
         // The check above answers most refusals cheaply; this one, in the insert's transaction,
         // holds against creations racing each other.
@@ -97,7 +101,7 @@ struct TusController: Sendable {
         case .created: break
         case .overQuota: throw policy.quotaExceeded
         case .tooManyOpen:
-            throw APIError.tooManyRequests(retryAfter: 60, "unfinished uploads (at most \(policy.maxOpenUploads ?? 0)); finish or delete some")
+            throw DomainError.rateLimited(retryAfter: 60, what: "unfinished uploads (at most \(policy.maxOpenUploads ?? 0)); finish or delete some")
         }
         do { try await files.create(record.id) } catch {
             try? await uploads.delete(id: record.id)
@@ -141,7 +145,7 @@ struct TusController: Sendable {
         if wait > 0, record.completedAt != nil, record.rejection == nil, record.fileId == nil {
             // Once: a wake-up means processing ended, whether or not it made a file (a failure
             // stays 202 until the sweeper's retry), so the answer is whatever is there now.
-            await completion.waiters.next(record.id, timeout: .seconds(wait))
+            await ingest.waiters.next(record.id, timeout: .seconds(wait))
             record = try await ownedUpload(context)
         }
         guard record.completedAt != nil else {
@@ -152,18 +156,17 @@ struct TusController: Sendable {
             throw APIError(.unprocessableContent, code: rejection, "the upload was refused by the server's policy (\(rejection)); its bytes were deleted")
         }
         guard let fileId = record.fileId, let file = try await store.file(id: fileId) else {
-            return try Self.json(["status": .string("processing")], status: .accepted)
+            return try Self.json(UploadStatusJSON(status: UploadStatusJSON.processing), status: .accepted)
         }
-        let attachment = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(file.attachment))
-        return try Self.json(["status": .string("ready"), "file_id": .string(file.id), "attachment": attachment,
-                              "error": file.errorCode.map { .string($0) } ?? .null], status: .ok)
+        return try Self.json(UploadStatusJSON(status: UploadStatusJSON.ready, fileId: file.id, attachment: file.attachment,
+                                              error: file.errorCode), status: .ok)
     }
 
     /// The longest `?wait=` a status request may ask for.
     static let longestWait = 30
 
-    static func json(_ object: [String: JSONValue], status: HTTPResponse.Status) throws -> Response {
-        let data = try JSONEncoder().encode(JSONValue.object(object))
+    static func json(_ object: some Encodable, status: HTTPResponse.Status) throws -> Response {
+        let data = try JSONEncoder().encode(object)
         return Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
                         body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
@@ -251,7 +254,7 @@ struct TusController: Sendable {
             if let current { headers[.uploadOffset] = String(current.offset) }
             throw APIError(.conflict, code: "offset_mismatch", "the upload moved on while this request waited for it", headers: headers)
         }
-        let writer: UploadFileWriter
+        let writer: any UploadAppender
         do { writer = try await files.openForAppend(record.id, at: record.offset, lease: lease) } catch {
             await writers.release(record.id, lease)
             throw error
@@ -285,19 +288,16 @@ struct TusController: Sendable {
             // A chunk that was the whole upload has a verified checksum that is the content's
             // hash when it is SHA-256: the pipeline need not read the file again for it.
             let contentSHA256 = complete && record.offset == 0 ? checksum.flatMap { $0.0.isSHA256 ? $0.1.hexString : nil } : nil
-            try await uploads.advance(id: record.id, to: offset, length: record.length, completedAt: complete ? Date() : nil)
+            // A completing upload stores its processing job in the same transaction: the pipeline
+            // runs off the request (GET answers 202 until it is done), on whichever node's
+            // runner takes the job; a crash before it ends leaves the job to be taken again.
+            try await uploads.advance(id: record.id, to: offset, length: record.length, completedAt: complete ? Date() : nil,
+                                      processing: complete ? ProcessingJob(uploadId: record.id, contentSHA256: contentSHA256) : nil)
             await writer.close()
             await writers.release(record.id, lease)
             if complete {
                 context.logger.info("upload complete", metadata: ["upload": "\(record.id)", "bytes": "\(offset)"])
-                // The pipeline runs off the request: GET answers 202 until it is done. A crash
-                // before then is picked up by the sweeper's pass over unprocessed uploads.
-                let completion = self.completion, logger = context.logger
-                Task {
-                    do { try await completion.process(uploadId: record.id, contentSHA256: contentSHA256) } catch {
-                        logger.error("processing a completed upload failed", metadata: ["upload": "\(record.id)", "error": "\(error)"])
-                    }
-                }
+                jobDoorbell.ring()
             }
             return offset
         } catch {
@@ -305,7 +305,7 @@ struct TusController: Sendable {
             // stored offset are cut off by the next PATCH.
             await writer.close()
             await writers.release(record.id, lease)
-            if case UploadFileError.takenOver = error { throw APIError.conflict("another request took this upload over") }
+            if case DomainError.uploadTakenOver = error { throw APIError.conflict("another request took this upload over") }
             throw error
         }
     }
@@ -335,26 +335,9 @@ struct TusController: Sendable {
         }
     }
 
-    /// `key base64,key2 base64`: keys are ASCII without spaces or commas, unique; values base64.
+    /// `key base64,key2 base64` (``UploadMetadata``).
     static func parseMetadata(_ header: String?) throws -> [String: String] {
-        guard let header, !header.isEmpty else { return [:] }
-        var result = [String: String]()
-        for pair in header.split(separator: ",", omittingEmptySubsequences: false) {
-            let parts = pair.trimmingCharacters(in: .whitespaces).split(separator: " ", omittingEmptySubsequences: false)
-            guard (1...2).contains(parts.count), let key = parts.first, !key.isEmpty, key.allSatisfy({ $0.isASCII }),
-                  result[String(key)] == nil else {
-                throw APIError.badRequest("Upload-Metadata is 'key base64value' pairs separated by commas")
-            }
-            if parts.count == 2 {
-                guard let data = Data(base64Encoded: String(parts[1])) else {
-                    throw APIError.badRequest("Upload-Metadata value for \(key) is not base64")
-                }
-                result[String(key)] = String(decoding: data, as: UTF8.self)
-            } else {
-                result[String(key)] = ""
-            }
-        }
-        return result
+        try UploadMetadata.parse(header)
     }
 
     static func httpDate(_ date: Date) -> String {
@@ -363,15 +346,15 @@ struct TusController: Sendable {
 }
 
 extension HTTPField.Name {
-    static let tusResumable = Self("Tus-Resumable")!
-    static let tusVersion = Self("Tus-Version")!
-    static let tusExtension = Self("Tus-Extension")!
-    static let tusMaxSize = Self("Tus-Max-Size")!
-    static let tusChecksumAlgorithm = Self("Tus-Checksum-Algorithm")!
-    static let uploadOffset = Self("Upload-Offset")!
-    static let uploadLength = Self("Upload-Length")!
-    static let uploadDeferLength = Self("Upload-Defer-Length")!
-    static let uploadMetadata = Self("Upload-Metadata")!
-    static let uploadChecksum = Self("Upload-Checksum")!
-    static let uploadExpires = Self("Upload-Expires")!
+    static let tusResumable = Self(Tus.Header.resumable)!
+    static let tusVersion = Self(Tus.Header.version)!
+    static let tusExtension = Self(Tus.Header.extensions)!
+    static let tusMaxSize = Self(Tus.Header.maxSize)!
+    static let tusChecksumAlgorithm = Self(Tus.Header.checksumAlgorithm)!
+    static let uploadOffset = Self(Tus.Header.offset)!
+    static let uploadLength = Self(Tus.Header.length)!
+    static let uploadDeferLength = Self(Tus.Header.deferLength)!
+    static let uploadMetadata = Self(Tus.Header.metadata)!
+    static let uploadChecksum = Self(Tus.Header.checksum)!
+    static let uploadExpires = Self(Tus.Header.expires)!
 }

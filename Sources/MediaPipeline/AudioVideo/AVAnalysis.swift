@@ -1,4 +1,5 @@
 import Foundation
+import MediagateWire
 internal import CFFmpeg
 internal import CFFmpegShim
 

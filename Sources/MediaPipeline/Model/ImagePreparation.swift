@@ -1,4 +1,5 @@
 import Foundation
+import MediagateWire
 
 /// What may be done to an image before it is uploaded (`mediagate upload --strip-metadata
 /// --max-dimension N --convert-heic`), and what that makes of a given file.

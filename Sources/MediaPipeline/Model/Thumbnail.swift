@@ -1,4 +1,5 @@
 import struct Foundation.Data
+import MediagateWire
 
 /// How a thumbnail should be made.
 public struct ThumbnailRequest: Sendable, Hashable {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MediagateWire
 
 /// Streaming SHA-256 of a file: a fixed buffer, never the whole file in memory.
 enum FileDigest {

@@ -1,3 +1,5 @@
+import MediagateWire
+
 /// Where a file goes after its bytes have been sniffed: which category a client shows it in and
 /// which decoder, if any, may look inside it.
 ///

@@ -1,4 +1,5 @@
 import Foundation
+import MediagateWire
 
 /// Decoding in a child process that can be killed: for the libraries that do not stop when
 /// libvips' kill flag is set.

@@ -1,31 +1,39 @@
 import Foundation
+import MediagateWire
 import Synchronization
 
 /// Reactions as the seed app defines them: one per user and message, one of six emoji; a
 /// change is broadcast to the whole room (sender included) with the message's full summary.
-struct ReactionService: Sendable {
-    let rooms: any RoomRepository
-    let messages: any MessageRepository
-    let reactions: any ReactionRepository
-    let hub: ChatHub
+package struct ReactionService: Sendable {
+    package let rooms: any RoomRepository
+    package let messages: any MessageRepository
+    package let reactions: any ReactionRepository
+    package let broker: any ChatBroker
     /// What each user just did over REST, so that the seed app's socket echo of it is known.
-    let restActions = RecentReactionActions()
+    package let restActions = RecentReactionActions()
+
+    package init(rooms: any RoomRepository, messages: any MessageRepository, reactions: any ReactionRepository, broker: any ChatBroker) {
+        self.rooms = rooms
+        self.messages = messages
+        self.reactions = reactions
+        self.broker = broker
+    }
 
     /// The emoji the seed app decodes; any other value would fail its whole frame or response.
-    static let allowedTypes: [String] = ["\u{1F44D}", "\u{2764}\u{FE0F}", "\u{1F602}", "\u{1F62E}", "\u{1F622}", "\u{1F621}"]
+    package static let allowedTypes: [String] = ["\u{1F44D}", "\u{2764}\u{FE0F}", "\u{1F602}", "\u{1F62E}", "\u{1F622}", "\u{1F621}"]
 
-    struct Outcome {
+    package struct Outcome {
         /// The reaction set, or the one removed.
-        var reaction: StoredReaction
-        var summary: [ReactionGroup]
-        var changed: Bool
+        package var reaction: StoredReaction
+        package var summary: [ReactionGroup]
+        package var changed: Bool
     }
 
     /// Sets `user`'s reaction on a message in a room they are in, replacing another.
-    /// - Throws: `APIError` 422 for another emoji, 404 for a message the user cannot see.
-    func add(_ type: String, to messageId: Int64, by user: User, overREST: Bool = true) async throws -> Outcome {
+    /// - Throws: `DomainError` 422 for another emoji, 404 for a message the user cannot see.
+    package func add(_ type: String, to messageId: Int64, by user: User, overREST: Bool = true) async throws -> Outcome {
         guard Self.allowedTypes.contains(type) else {
-            throw APIError.unprocessable("reaction_type is one of \(Self.allowedTypes.joined(separator: " "))")
+            throw DomainError.invalid("reaction_type is one of \(Self.allowedTypes.joined(separator: " "))")
         }
         let message = try await visibleMessage(messageId, to: user)
         if overREST { restActions.record(user: user.id, message: messageId, action: type) }
@@ -34,8 +42,8 @@ struct ReactionService: Sendable {
     }
 
     /// Removes `user`'s reaction. nil when they had none.
-    /// - Throws: `APIError` 404 for a message the user cannot see.
-    func remove(from messageId: Int64, by user: User, overREST: Bool = true) async throws -> Outcome? {
+    /// - Throws: `DomainError` 404 for a message the user cannot see.
+    package func remove(from messageId: Int64, by user: User, overREST: Bool = true) async throws -> Outcome? {
         let message = try await visibleMessage(messageId, to: user)
         if overREST { restActions.record(user: user.id, message: messageId, action: RecentReactionActions.removal) }
         guard let removed = try await reactions.remove(messageId: messageId, userId: user.id) else { return nil }
@@ -47,7 +55,7 @@ struct ReactionService: Sendable {
     /// user has since changed over REST would put the old one back. So a frame repeating what
     /// the same user did over REST on that message in the last few seconds changes nothing; a
     /// reaction made over the socket alone is applied.
-    func applySocketFrame(adding type: String?, to messageId: Int64, by user: User) async throws {
+    package func applySocketFrame(adding type: String?, to messageId: Int64, by user: User) async throws {
         if restActions.contains(user: user.id, message: messageId, action: type ?? RecentReactionActions.removal) { return }
         if let type {
             _ = try await add(type, to: messageId, by: user, overREST: false)
@@ -59,7 +67,7 @@ struct ReactionService: Sendable {
     private func visibleMessage(_ id: Int64, to user: User) async throws -> StoredMessage {
         guard id > 0, let message = try await messages.message(id: id),
               try await rooms.isMember(roomId: message.roomId, userId: user.id) else {
-            throw APIError.notFound("no such message")
+            throw DomainError.notFound("no such message")
         }
         return message
     }
@@ -69,49 +77,50 @@ struct ReactionService: Sendable {
         let summary = try await reactions.summaries(messageIds: [message.id])[message.id] ?? []
         if changed {
             let frame = ReactionEventJSON(type: event, room_id: message.roomId, message_id: message.id, sender: user.username,
-                                          reaction_type: reaction.type, reaction_summary: summary.map(ReactionSummaryJSON.init),
+                                          reaction_type: reaction.type, reaction_summary: summary.map(ReactionSummaryJSON.init(_:)),
                                           timestamp: Timestamp.string(Date()))
-            await hub.broadcast(String(decoding: try JSONEncoder().encode(frame), as: UTF8.self), roomId: message.roomId)
+            await broker.publish(.frame(roomId: message.roomId, frame: String(decoding: try JSONEncoder().encode(frame), as: UTF8.self),
+                                        except: nil))
         }
         return Outcome(reaction: reaction, summary: summary, changed: changed)
     }
 }
 
 /// The `reaction_added` / `reaction_removed` frame: the seed app's `ReactionEvent`.
-struct ReactionEventJSON: Codable {
-    var type: String
-    var room_id: Int64
-    var message_id: Int64
-    var sender: String
-    var reaction_type: String
-    var reaction_summary: [ReactionSummaryJSON]
-    var timestamp: String
+package struct ReactionEventJSON: Codable {
+    package var type: String
+    package var room_id: Int64
+    package var message_id: Int64
+    package var sender: String
+    package var reaction_type: String
+    package var reaction_summary: [ReactionSummaryJSON]
+    package var timestamp: String
 }
 
 /// Reaction changes made over REST in the last `window`, by user and message: what a socket
 /// frame from the seed app may be echoing. Bounded by time: entries older than the window are
 /// dropped as new ones come.
-final class RecentReactionActions: Sendable {
+package final class RecentReactionActions: Sendable {
     /// The action recorded for a removal.
-    static let removal = "remove"
-    static let window: Duration = .seconds(10)
+    package static let removal = "remove"
+    package static let window: Duration = .seconds(10)
 
     private struct Action {
-        var key: String
-        var action: String
-        var at: ContinuousClock.Instant
+        package var key: String
+        package var action: String
+        package var at: ContinuousClock.Instant
     }
 
     private let actions = Mutex([Action]())
 
-    func record(user: Int64, message: Int64, action: String, now: ContinuousClock.Instant = .now) {
+    package func record(user: Int64, message: Int64, action: String, now: ContinuousClock.Instant = .now) {
         actions.withLock { actions in
             actions.removeAll { now - $0.at > Self.window }
             actions.append(Action(key: "\(user):\(message)", action: action, at: now))
         }
     }
 
-    func contains(user: Int64, message: Int64, action: String, now: ContinuousClock.Instant = .now) -> Bool {
+    package func contains(user: Int64, message: Int64, action: String, now: ContinuousClock.Instant = .now) -> Bool {
         let key = "\(user):\(message)"
         return actions.withLock { actions in
             actions.contains { $0.key == key && $0.action == action && now - $0.at <= Self.window }

@@ -6,27 +6,27 @@ import Synchronization
 /// Bounded by a total cost (entries, or bytes). When an insert goes over it, arbitrary entries
 /// are evicted: for immutable, content-keyed data random eviction keeps nearly the hit rate of
 /// LRU without a list to update on every read, so a hit is one lock and one lookup.
-final class MemoryCache<Value: Sendable>: Sendable {
+package final class MemoryCache<Value: Sendable>: Sendable {
     private struct State {
-        var entries: [String: (value: Value, cost: Int)] = [:]
-        var totalCost = 0
+        package var entries: [String: (value: Value, cost: Int)] = [:]
+        package var totalCost = 0
     }
 
     private let state = Mutex(State())
-    let capacity: Int
+    package let capacity: Int
 
     /// - Parameter capacity: The most total cost held; 0 turns the cache off.
-    init(capacity: Int) {
+    package init(capacity: Int) {
         self.capacity = capacity
     }
 
-    subscript(key: String) -> Value? {
+    package subscript(key: String) -> Value? {
         state.withLock { $0.entries[key]?.value }
     }
 
     /// Keeps `value` unless its cost alone is over a sixteenth of the capacity (one large
     /// entry should not flush everything else).
-    func insert(_ value: Value, forKey key: String, cost: Int = 1) {
+    package func insert(_ value: Value, forKey key: String, cost: Int = 1) {
         guard capacity > 0, cost * 16 <= capacity else { return }
         state.withLock { state in
             if let old = state.entries.updateValue((value, cost), forKey: key) { state.totalCost -= old.cost }

@@ -14,31 +14,31 @@ public struct RateLimit: Sendable, Codable, Equatable {
     }
 
     public static let unlimited = RateLimit(perMinute: 0, burst: 0)
-    var isUnlimited: Bool { perMinute <= 0 }
+    package var isUnlimited: Bool { perMinute <= 0 }
 }
 
 /// Token buckets by key (a user id, a client address), as Synapse's `rc_*` settings and nginx's
 /// `limit_req` keep them. The table is bounded: a full bucket carries no information, so
 /// buckets are dropped once full again, and past `maxKeys` the fullest go first, so that a
 /// flood of new keys costs memory only up to the bound.
-final class RateLimiter: Sendable {
-    let limit: RateLimit
+package final class RateLimiter: Sendable {
+    package let limit: RateLimit
     private let maxKeys: Int
     private let buckets = Mutex([String: Bucket]())
 
     private struct Bucket {
-        var tokens: Double
-        var updated: ContinuousClock.Instant
+        package var tokens: Double
+        package var updated: ContinuousClock.Instant
     }
 
-    init(_ limit: RateLimit, maxKeys: Int = 100_000) {
+    package init(_ limit: RateLimit, maxKeys: Int = 100_000) {
         self.limit = limit
         self.maxKeys = maxKeys
     }
 
     /// Takes a token for `key`: nil when the action may go ahead, else whole seconds until a
     /// token is there (for `Retry-After`).
-    func retryAfter(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
+    package func retryAfter(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
         guard !limit.isUnlimited else { return nil }
         let capacity = Double(max(1, limit.burst)), perSecond = limit.perMinute / 60
         return buckets.withLock { buckets in
@@ -59,7 +59,7 @@ final class RateLimiter: Sendable {
     }
 
     /// Keys with a bucket now (tests: the table's bound).
-    var keyCount: Int { buckets.withLock { $0.count } }
+    package var keyCount: Int { buckets.withLock { $0.count } }
 
     /// Drops the buckets closest to full (as of `now`) until `keeping` remain.
     private static func evict(_ buckets: inout [String: Bucket], keeping: Int, capacity: Double, perSecond: Double,
@@ -109,12 +109,12 @@ public struct RateLimits: Sendable, Codable, Equatable {
 
 /// One limiter per limit, shared by the routes that count against it (uploads are counted by
 /// `UploadPolicy`, which both upload paths already share).
-struct RateLimiters: Sendable {
-    let registrations: RateLimiter
-    let messages: RateLimiter
-    let roomActions: RateLimiter
+package struct RateLimiters: Sendable {
+    package let registrations: RateLimiter
+    package let messages: RateLimiter
+    package let roomActions: RateLimiter
 
-    init(_ limits: RateLimits) {
+    package init(_ limits: RateLimits) {
         registrations = RateLimiter(limits.registrationsPerAddress)
         messages = RateLimiter(limits.messagesPerUser)
         roomActions = RateLimiter(limits.roomActionsPerUser)
@@ -123,7 +123,7 @@ struct RateLimiters: Sendable {
 
 extension RateLimiter {
     /// Throws 429 `too_many_requests` with `Retry-After` when `key` has no token left.
-    func check(_ key: String, _ what: String) throws {
-        if let wait = retryAfter(key) { throw APIError.tooManyRequests(retryAfter: wait, what) }
+    package func check(_ key: String, _ what: String) throws {
+        if let wait = retryAfter(key) { throw DomainError.rateLimited(retryAfter: wait, what: what) }
     }
 }

@@ -1,7 +1,8 @@
 import Foundation
+import MediagateWire
 
 /// Accounts.
-public protocol UserRepository: Sendable {
+package protocol UserRepository: Sendable {
     /// Creates an account; `nil` when the name is taken (names compare case-insensitively).
     func create(username: String, passwordHash: String) async throws -> User?
     /// The account and its password hash. The name must match exactly, case included: the
@@ -12,7 +13,7 @@ public protocol UserRepository: Sendable {
 }
 
 /// Refresh tokens, stored hashed, grouped in families (one per login).
-public protocol RefreshTokenRepository: Sendable {
+package protocol RefreshTokenRepository: Sendable {
     func insert(tokenHash: String, userId: Int64, family: String, expiresAt: Date) async throws
     /// Spends a token and issues its successor in one transaction. `sealedSuccessor` (the
     /// successor sealed with a key only the spent token derives) is kept with the spent token:
@@ -27,7 +28,7 @@ public protocol RefreshTokenRepository: Sendable {
     func families(revokedSince date: Date) async throws -> [String]
 }
 
-public enum RotationOutcome: Sendable, Equatable {
+package enum RotationOutcome: Sendable, Equatable {
     case rotated(userId: Int64, family: String)
     /// The token was spent moments ago (within the grace window): here is the successor it
     /// got then, still sealed. Clients that refresh in parallel all end up on one chain.
@@ -41,7 +42,7 @@ public enum RotationOutcome: Sendable, Equatable {
 }
 
 /// Rooms and their members.
-public protocol RoomRepository: Sendable {
+package protocol RoomRepository: Sendable {
     func create(name: String, isPrivate: Bool, creator: Int64, members: [Int64]) async throws -> Room
     func room(id: Int64) async throws -> Room?
     func isMember(roomId: Int64, userId: Int64) async throws -> Bool
@@ -60,9 +61,9 @@ public protocol RoomRepository: Sendable {
 }
 
 /// Chat history.
-public protocol MessageRepository: Sendable {
+package protocol MessageRepository: Sendable {
     /// Stores a message, or returns the one already stored under the sender's `clientId`.
-    func insert(roomId: Int64, sender: User, content: String, clientId: String?, attachmentJSON: String?, fileId: String?,
+    func insert(roomId: Int64, sender: User, content: String, clientId: String?, attachment: Attachment?, fileId: String?,
                 now: Date) async throws -> (StoredMessage, isNew: Bool)
     /// Messages older than `before` (newest first), at most `limit`.
     func history(roomId: Int64, before: Int64?, limit: Int) async throws -> [StoredMessage]
@@ -70,7 +71,7 @@ public protocol MessageRepository: Sendable {
 }
 
 /// Reactions: one per user and message.
-public protocol ReactionRepository: Sendable {
+package protocol ReactionRepository: Sendable {
     /// Sets the user's reaction on a message, replacing any other; returns it and whether
     /// anything changed.
     func set(messageId: Int64, userId: Int64, type: String, now: Date) async throws -> (StoredReaction, changed: Bool)
@@ -78,4 +79,39 @@ public protocol ReactionRepository: Sendable {
     func remove(messageId: Int64, userId: Int64) async throws -> StoredReaction?
     /// Each message's reactions, grouped by type in the order the types were first used.
     func summaries(messageIds: [Int64]) async throws -> [Int64: [ReactionGroup]]
+}
+
+/// Upload state, stored so that a restarted server (or another node) resumes where the store says.
+package protocol UploadRepository: Sendable {
+    /// Stores a new upload if its declared length fits what `quota` leaves its user and the
+    /// user has fewer than `maxOpen` unfinished uploads, both counted in the same transaction:
+    /// parallel creations cannot all pass one check and overrun together. nil: no such limit.
+    func create(_ record: UploadRecord, quota: Int64?, maxOpen: Int?) async throws -> UploadCreation
+    func upload(id: String) async throws -> UploadRecord?
+    /// Records that the bytes up to `offset` are durable, and the length if it was deferred.
+    /// An upload that completes gets its processing job in the same transaction, so a crash
+    /// between the two cannot leave a completed upload nobody processes.
+    func advance(id: String, to offset: Int64, length: Int64?, completedAt: Date?, processing: ProcessingJob?) async throws
+    func delete(id: String) async throws
+    /// Unfinished uploads whose expiry has passed.
+    func expired(at now: Date) async throws -> [String]
+    func setFile(uploadId: String, fileId: String) async throws
+    /// Marks a completed upload as refused (by policy, or as `corrupt` after its processing
+    /// failed too often); its bytes are gone.
+    func reject(uploadId: String, code: String) async throws
+    /// Bytes `userId` holds against their quota: stored files, plus the declared (or, when
+    /// deferred, received) lengths of uploads not yet stored that have not expired.
+    func bytesInUse(userId: Int64, at now: Date) async throws -> Int64
+}
+
+/// Stored files' rows. A row never changes once written.
+package protocol FileRepository: Sendable {
+    func insert(_ file: StoredFile, createdAt: Date) async throws
+    func file(id: String) async throws -> StoredFile?
+    /// The file with this capability name (`<random>.<ext>`).
+    func file(publicName: String) async throws -> StoredFile?
+    /// Whether `userId` uploaded the file or is in a room where a message carries it.
+    func canRead(fileId: String, userId: Int64) async throws -> Bool
+    /// Every content hash a file row names (blobs outside this set are orphans).
+    func allSHA256() async throws -> Set<String>
 }

@@ -1,12 +1,14 @@
 import Foundation
 import GRDB
+import MediagateCore
 
-/// The SQLite database in the data directory: opened in WAL mode, migrated on start.
-public struct ChatDatabase: Sendable {
-    public let pool: DatabasePool
+/// The SQLite database in the data directory: opened in WAL mode, migrated on start. Every
+/// migration of this backend is in ``migrator``, in order.
+package struct SQLiteDatabase: Sendable {
+    package let pool: DatabasePool
 
     /// Opens (creating if needed) `chat.sqlite` in `directory` and runs the migrations.
-    public init(directory: String) throws {
+    package init(directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
@@ -15,7 +17,7 @@ public struct ChatDatabase: Sendable {
         try Self.migrator.migrate(pool)
     }
 
-    static var migrator: DatabaseMigrator {
+    package static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1: users, tokens, rooms, messages") { db in
             try db.execute(sql: """
@@ -65,7 +67,51 @@ public struct ChatDatabase: Sendable {
                 CREATE UNIQUE INDEX messages_client_id ON messages(sender_id, client_id) WHERE client_id IS NOT NULL;
                 """)
         }
-        SQLiteUploadRepository.migrate(&migrator)
+        migrator.registerMigration("v2: tus uploads") { db in
+            try db.execute(sql: """
+                CREATE TABLE uploads (
+                    id TEXT PRIMARY KEY,
+                    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    length INTEGER,
+                    "offset" INTEGER NOT NULL DEFAULT 0,
+                    metadata TEXT,
+                    created_at REAL NOT NULL,
+                    expires_at REAL NOT NULL,
+                    completed_at REAL
+                );
+                CREATE INDEX uploads_expiry ON uploads(expires_at) WHERE completed_at IS NULL;
+                """)
+        }
+        migrator.registerMigration("v3: stored files") { db in
+            try db.execute(sql: """
+                ALTER TABLE uploads ADD COLUMN file_id TEXT;
+                -- One row per stored upload; identical bytes share one blob, files/<sha256>.
+                CREATE TABLE files (
+                    id TEXT PRIMARY KEY,
+                    upload_id TEXT UNIQUE,
+                    owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    sha256 TEXT NOT NULL,
+                    size INTEGER NOT NULL,
+                    attachment TEXT NOT NULL,
+                    error_code TEXT,
+                    created_at REAL NOT NULL
+                );
+                CREATE INDEX files_sha256 ON files(sha256);
+                """)
+        }
+        migrator.registerMigration("v4: files in messages") { db in
+            try db.execute(sql: """
+                ALTER TABLE messages ADD COLUMN file_id TEXT;
+                CREATE INDEX messages_file ON messages(file_id) WHERE file_id IS NOT NULL;
+                """)
+        }
+        migrator.registerMigration("v5: refused uploads, quota lookups") { db in
+            try db.execute(sql: """
+                ALTER TABLE uploads ADD COLUMN rejection TEXT;
+                CREATE INDEX uploads_user ON uploads(user_id);
+                CREATE INDEX files_owner ON files(owner_id);
+                """)
+        }
         migrator.registerMigration("v6: the seed app's contract: reactions, refresh grace, capability names") { db in
             try db.execute(sql: """
                 -- One reaction per user and message; another emoji replaces it.
@@ -93,6 +139,26 @@ public struct ChatDatabase: Sendable {
                 -- (with a fresh signed URL to its file): the key is the sender *and* the room.
                 DROP INDEX messages_client_id;
                 CREATE UNIQUE INDEX messages_client_id ON messages(sender_id, room_id, client_id) WHERE client_id IS NOT NULL;
+                """)
+        }
+        migrator.registerMigration("v8: a durable processing queue") { db in
+            try db.execute(sql: """
+                -- One job per completed upload, leased by one worker at a time; a worker that
+                -- dies leaves its job to be taken again when the lease ends.
+                CREATE TABLE jobs (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    upload_id TEXT NOT NULL UNIQUE,
+                    content_sha256 TEXT,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    run_after REAL NOT NULL,
+                    leased_until REAL,
+                    leased_by TEXT,
+                    last_error TEXT
+                );
+                CREATE INDEX jobs_due ON jobs(run_after);
+                -- Uploads that completed before the queue existed (and were never processed).
+                INSERT INTO jobs (upload_id, run_after)
+                    SELECT id, 0 FROM uploads WHERE completed_at IS NOT NULL AND file_id IS NULL AND rejection IS NULL;
                 """)
         }
         return migrator

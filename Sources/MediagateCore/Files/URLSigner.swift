@@ -4,34 +4,32 @@ import Foundation
 /// Signs file URLs so that a client that cannot send headers (the seed's `AsyncImage(url:)`)
 /// can fetch a file: HMAC-SHA256 over the file id, the variant and an expiry.
 ///
-/// The key lives in the data directory (`url-signing-key`, generated on first run). To rotate,
-/// rename it to `url-signing-key.previous` and restart: new URLs use a new key and URLs signed
-/// with the previous one keep working until they expire.
-struct URLSigner: Sendable {
+/// Keys come from whoever builds the signer (the server reads them from its data directory):
+/// new URLs use `current`, and URLs signed with `previous` keep working until they expire.
+package struct URLSigner: Sendable {
     private let current: SymmetricKey
     private let previous: SymmetricKey?
-    let lifetime: TimeInterval
+    package let lifetime: TimeInterval
     /// Signatures already found to match (their expiry is still checked every time): the same
     /// signed thumbnail URL is asked for by every member of a room, and the HMAC was the
     /// largest cost of answering it from memory.
     private let matched = MemoryCache<Bool>(capacity: 50_000)
 
-    init(directory: String, lifetime: TimeInterval) throws {
-        current = SymmetricKey(data: try TokenService.signingKey(in: directory, name: "url-signing-key"))
-        let previousPath = (directory as NSString).appendingPathComponent("url-signing-key.previous")
-        previous = FileManager.default.contents(atPath: previousPath).map { SymmetricKey(data: $0) }
+    package init(current: Data, previous: Data?, lifetime: TimeInterval) {
+        self.current = SymmetricKey(data: current)
+        self.previous = previous.map { SymmetricKey(data: $0) }
         self.lifetime = lifetime
     }
 
     /// `path?exp=…&sig=…` for `fileId` and `variant` ("original", "thumbnail").
-    func sign(_ path: String, fileId: String, variant: String, now: Date = Date()) -> String {
+    package func sign(_ path: String, fileId: String, variant: String, now: Date = Date()) -> String {
         let expiry = Int(now.timeIntervalSince1970 + lifetime)
         return "\(path)?exp=\(expiry)&sig=\(Self.mac(current, fileId: fileId, variant: variant, expiry: expiry))"
     }
 
-    enum Verdict: Equatable { case valid, expired, invalid }
+    package enum Verdict: Equatable { case valid, expired, invalid }
 
-    func verify(fileId: String, variant: String, expiry: String?, signature: String?, now: Date = Date()) -> Verdict {
+    package func verify(fileId: String, variant: String, expiry: String?, signature: String?, now: Date = Date()) -> Verdict {
         guard let expiry, let expiryValue = Int(expiry), let signature else { return .invalid }
         let verdict = { Double(expiryValue) >= now.timeIntervalSince1970 ? Verdict.valid : .expired }
         // Only signatures that matched are kept, so a lookup tells a guesser nothing new.
@@ -56,7 +54,7 @@ struct URLSigner: Sendable {
 extension Data {
     /// base64url without padding (RFC 4648 §5), byte by byte: Foundation's
     /// `replacingOccurrences` was the largest user-space cost of serving a cached thumbnail.
-    func base64URLEncodedString() -> String {
+    package func base64URLEncodedString() -> String {
         let url: [UInt8] = base64EncodedData().compactMap { byte in
             switch byte {
             case UInt8(ascii: "+"): UInt8(ascii: "-")

@@ -8,25 +8,25 @@ import Synchronization
 /// twice (measured: ~9 polls per photo, most of the requests of a batch upload). A waiting
 /// request is woken when processing of its upload ends, however it ended, and reads the
 /// state again.
-final class UploadWaiters: Sendable {
+package final class UploadWaiters: Sendable {
     private struct State {
-        var waiting: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
+        package var waiting: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
         /// Uploads settled lately, so that a request that read "processing" just before the
         /// settlement does not sleep through it. Oldest first; bounded.
-        var settled: Set<String> = []
-        var settledOrder: [String] = []
+        package var settled: Set<String> = []
+        package var settledOrder: [String] = []
     }
 
     private let state = Mutex(State())
     private let remembered: Int
 
-    init(remembered: Int = 4096) {
+    package init(remembered: Int = 4096) {
         self.remembered = remembered
     }
 
     /// Returns when `uploadId` is settled (at once if it was lately), or when the task is
     /// cancelled. Callers re-read the upload after it returns: waking is only a hint.
-    func next(_ uploadId: String) async {
+    package func next(_ uploadId: String) async {
         let ticket = UUID()
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -43,7 +43,7 @@ final class UploadWaiters: Sendable {
     }
 
     /// Waits for `uploadId` to be settled, for at most `timeout`.
-    func next(_ uploadId: String, timeout: Duration) async {
+    package func next(_ uploadId: String, timeout: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.next(uploadId) }
             group.addTask { try? await Task.sleep(for: timeout) }
@@ -53,7 +53,7 @@ final class UploadWaiters: Sendable {
     }
 
     /// Processing of `uploadId` ended (a file, a refusal or an error): wakes its waiters.
-    func settle(_ uploadId: String) {
+    package func settle(_ uploadId: String) {
         let woken = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             if state.settled.insert(uploadId).inserted {
                 state.settledOrder.append(uploadId)
