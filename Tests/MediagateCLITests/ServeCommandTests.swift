@@ -41,10 +41,10 @@ struct ServeCommandTests {
     }
 
     /// Starts the server and waits for /healthz.
-    static func startServer(dataDirectory: String, port: Int) async throws -> Process {
+    static func startServer(dataDirectory: String, port: Int, extraArguments: [String] = []) async throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: ExecutableTests.executable)
-        process.arguments = ["serve", "--port", "\(port)", "--data-dir", dataDirectory]
+        process.arguments = ["serve", "--port", "\(port)", "--data-dir", dataDirectory] + extraArguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

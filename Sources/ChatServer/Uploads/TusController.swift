@@ -149,11 +149,10 @@ struct TusController: Sendable {
             record = try await ownedUpload(context)
         }
         guard record.completedAt != nil else {
-            throw APIError(.conflict, code: "incomplete", "the upload is at \(record.offset) of \(record.length.map(String.init) ?? "?") bytes",
-                           headers: [.uploadOffset: String(record.offset)])
+            throw DomainError.uploadIncomplete(offset: record.offset, length: record.length)
         }
         if let rejection = record.rejection {
-            throw APIError(.unprocessableContent, code: rejection, "the upload was refused by the server's policy (\(rejection)); its bytes were deleted")
+            throw DomainError.uploadRefused(code: rejection)
         }
         guard let fileId = record.fileId, let file = try await store.file(id: fileId) else {
             return try Self.json(UploadStatusJSON(status: UploadStatusJSON.processing), status: .accepted)
@@ -182,8 +181,7 @@ struct TusController: Sendable {
             throw APIError.badRequest("Upload-Offset must be a non-negative integer")
         }
         guard claimed == record.offset else {
-            throw APIError(.conflict, code: "offset_mismatch", "the upload is at offset \(record.offset), not \(claimed)",
-                           headers: [.uploadOffset: String(record.offset), .tusResumable: Self.version])
+            throw DomainError.offsetMismatch(current: record.offset, "the upload is at offset \(record.offset), not \(claimed)")
         }
         if record.completedAt != nil {
             // A finished upload was handed to the pipeline once. A client retrying a last PATCH
@@ -277,11 +275,9 @@ struct TusController: Sendable {
                 checksum?.0.update(chunk)
             }
             if let (algorithm, expected) = checksum, algorithm.finalize() != expected {
-                throw APIError(HTTPResponse.Status(code: 460, reasonPhrase: "Checksum Mismatch"), code: "checksum_mismatch",
-                               "the chunk's checksum does not match; it was discarded",
-                               headers: [.uploadOffset: String(record.offset), .tusResumable: Self.version])
+                throw DomainError.checksumMismatch(offset: record.offset)
             }
-            guard await writers.beginCommit(record.id, lease) else { throw APIError.conflict("another request took this upload over") }
+            guard await writers.beginCommit(record.id, lease) else { throw DomainError.uploadTakenOver }
             if durable { try await writer.sync() } else { try await writer.finish() }
             let offset = writer.offset
             let complete = record.length.map { offset == $0 } ?? false
@@ -305,7 +301,6 @@ struct TusController: Sendable {
             // stored offset are cut off by the next PATCH.
             await writer.close()
             await writers.release(record.id, lease)
-            if case DomainError.uploadTakenOver = error { throw APIError.conflict("another request took this upload over") }
             throw error
         }
     }
@@ -323,7 +318,7 @@ struct TusController: Sendable {
             throw APIError.notFound("no such upload")
         }
         if record.completedAt == nil, record.expiresAt <= Date() {
-            throw APIError(.gone, code: "gone", "the upload expired")
+            throw DomainError.uploadExpired
         }
         return record
     }
