@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
     ],
@@ -105,6 +106,16 @@ let package = Package(
             name: "MediagateSQLite",
             dependencies: ["MediagateCore", "MediagateWire", .product(name: "GRDB", package: "GRDB.swift")]
         ),
+        // The shared database for many nodes.
+        .target(
+            name: "MediagatePostgres",
+            dependencies: [
+                "MediagateCore", "MediagateWire",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "MediagateDiskStorage",
             dependencies: [
@@ -124,7 +135,7 @@ let package = Package(
         .target(
             name: "ChatServer",
             dependencies: [
-                "MediaPipeline", "MediagateWire", "MediagateCore", "MediagateSQLite", "MediagateDiskStorage",
+                "MediaPipeline", "MediagateWire", "MediagateCore", "MediagateSQLite", "MediagatePostgres", "MediagateDiskStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
@@ -163,7 +174,7 @@ let package = Package(
         .testTarget(
             name: "ChatServerTests",
             dependencies: [
-                "ChatServer", "MediagateCore", "MediagateSQLite", "MediagateDiskStorage", "MediagateWire", "MediaPipeline",
+                "ChatServer", "MediagateCore", "MediagateSQLite", "MediagatePostgres", "MediagateDiskStorage", "MediagateWire", "MediaPipeline",
                 "MediagateTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -11,7 +11,7 @@ packages=(libvips-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-de
 python_packages=()
 for flag in "$@"; do
   case "$flag" in
-    --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl)
+    --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl postgresql-15)
             python_packages+=(blurhash tuspy websockets schemathesis==4.32.5) ;;
     --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk)
              python_packages+=(pillow websockets tuspy tuspyserver fastapi uvicorn uvloop httptools thumbor) ;;
@@ -32,6 +32,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
   # Debian starts nginx on port 80 when it is installed; the benchmarks run their own.
   if [[ " ${missing[*]} " == *" nginx-light "* ]]; then $sudo service nginx stop > /dev/null 2>&1 || true; fi
+  # Likewise its PostgreSQL cluster on port 5432; the tests start servers of their own.
+  if [[ " ${missing[*]} " == *" postgresql-15 "* ]]; then $sudo service postgresql stop > /dev/null 2>&1 || true; fi
 fi
 
 for package in "${python_packages[@]}"; do

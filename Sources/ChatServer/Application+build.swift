@@ -17,7 +17,7 @@ import ServiceLifecycle
 /// repository: everything past this point sees only MediagateCore's protocols.
 public struct ChatServices: Sendable {
     public let configuration: ChatConfiguration
-    let database: SQLiteDatabase
+    let repositories: Repositories
     let users: any UserRepository
     let refreshTokens: any RefreshTokenRepository
     let rooms: any RoomRepository
@@ -47,30 +47,32 @@ public struct ChatServices: Sendable {
     /// Thumbnail requests get their own pool with a short queue: past it, 503 rather than a pile-up.
     static let thumbnailWorkers = MediaWorkerPool(maxQueuedJobs: 64)
 
-    public init(configuration: ChatConfiguration) async throws {
+    public init(configuration: ChatConfiguration, logger: Logger = Logger(label: "mediagate")) async throws {
         try configuration.validate()
         self.configuration = configuration
-        database = try SQLiteDatabase(directory: configuration.dataDirectory)
-        users = SQLiteUserRepository(pool: database.pool)
-        refreshTokens = SQLiteRefreshTokenRepository(pool: database.pool)
-        rooms = SQLiteRoomRepository(pool: database.pool)
-        messages = SQLiteMessageRepository(pool: database.pool)
-        reactions = SQLiteReactionRepository(pool: database.pool)
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        let repositories = try await Repositories.open(configuration, logger: logger)
+        self.repositories = repositories
+        users = repositories.users
+        refreshTokens = repositories.refreshTokens
+        rooms = repositories.rooms
+        messages = repositories.messages
+        reactions = repositories.reactions
         let hub = ChatHub(typingTimeout: .seconds(configuration.typingTimeoutSeconds), maxSocketsPerUser: configuration.maxSocketsPerUser)
         self.hub = hub
         let broker = InProcessChatBroker(hub: hub)
         self.broker = broker
         let receipts = DeliveryReceipts(rooms: rooms, broker: broker)
         await hub.attach(broker: broker, deliveries: { await receipts.send($0) })
-        tokens = try await TokenService.make(directory: configuration.dataDirectory, users: users,
+        tokens = try await TokenService.make(signingKeys: repositories.signingKeys, users: users,
                                              refreshTokens: refreshTokens, configuration: configuration,
                                              sessionEnded: { await broker.publish(.sessionEnded(session: $0)) })
         passwords = try await Passwords.make(cost: UInt8(configuration.passwordHashCost), maxPending: configuration.maxPendingPasswordHashes)
-        uploads = SQLiteUploadRepository(pool: database.pool)
+        uploads = repositories.uploads
         uploadStore = try DiskUploadStore(dataDirectory: configuration.dataDirectory)
         uploadLocker = InProcessUploadLocker()
-        jobs = SQLiteJobQueue(pool: database.pool)
-        fileStore = FileStore(files: SQLiteFileRepository(pool: database.pool),
+        jobs = repositories.jobs
+        fileStore = FileStore(files: repositories.files,
                               blobs: try DiskBlobStore(dataDirectory: configuration.dataDirectory))
         let limits = MediaLimits(timeLimit: .milliseconds(Int64(configuration.mediaTimeLimitSeconds * 1000)))
         let isolation = Self.decodeWorker(configuration)
@@ -81,7 +83,9 @@ public struct ChatServices: Sendable {
         ingest = AttachmentIngest(uploads: uploads, uploadStore: uploadStore, store: fileStore,
                                   processor: MediaProcessor(limits: limits, pool: Self.mediaWorkers, isolation: isolation),
                                   thumbnails: thumbnails, policy: policy, stripsLocation: configuration.stripLocation)
-        urlSigner = try URLSigner(directory: configuration.dataDirectory, lifetime: TimeInterval(configuration.signedURLSeconds))
+        urlSigner = URLSigner(current: try await repositories.signingKeys.key(named: "url-signing-key"),
+                              previous: try await repositories.signingKeys.existingKey(named: "url-signing-key.previous"),
+                              lifetime: TimeInterval(configuration.signedURLSeconds))
     }
 
     /// Where SVG and PDF are decoded (`decodeWorker` in the configuration).
@@ -108,7 +112,7 @@ public struct ChatServices: Sendable {
 
     /// What runs beside the server: the sweeper, and the runner that processes uploads.
     func backgroundServices(logger: Logger) -> [any Service] {
-        [uploadSweeper(logger: logger), processingRunner(logger: logger)]
+        [uploadSweeper(logger: logger), processingRunner(logger: logger), DatabaseCloser(close: repositories.close)]
     }
 
     /// The service that processes completed uploads from the job queue.
@@ -215,7 +219,7 @@ public struct ChatRouters {
 public func buildApplication(
     _ configuration: ChatConfiguration, logger: Logger = Logger(label: "mediagate")
 ) async throws -> some ApplicationProtocol {
-    let services = try await ChatServices(configuration: configuration)
+    let services = try await ChatServices(configuration: configuration, logger: logger)
     let routers = ChatRouters(services: services)
     // Frames up to 1 MiB are read so that an oversized message gets an error frame instead of a
     // dropped connection; the server pings idle sockets every 30 s and closes those that do not
@@ -279,16 +283,5 @@ extension UploadPolicy {
         self.init(quotaBytes: configuration.userQuotaBytes, forbiddenTypes: configuration.forbiddenMimeTypes,
                   starts: configuration.rateLimits.uploadsPerUser, minFreeDiskBytes: configuration.minFreeDiskBytes,
                   dataDirectory: configuration.dataDirectory, maxOpenUploads: configuration.maxOpenUploadsPerUser)
-    }
-}
-
-extension URLSigner {
-    /// The signer with the keys in the data directory (`url-signing-key`, generated on first
-    /// run). To rotate, rename it to `url-signing-key.previous` and restart: new URLs use a new
-    /// key and URLs signed with the previous one keep working until they expire.
-    init(directory: String, lifetime: TimeInterval) throws {
-        let previousPath = (directory as NSString).appendingPathComponent("url-signing-key.previous")
-        self.init(current: try TokenService.signingKey(in: directory, name: "url-signing-key"),
-                  previous: FileManager.default.contents(atPath: previousPath), lifetime: lifetime)
     }
 }

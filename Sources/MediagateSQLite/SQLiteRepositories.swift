@@ -291,18 +291,7 @@ package struct SQLiteReactionRepository: ReactionRepository {
                 WHERE reactions.message_id IN (\(databaseQuestionMarks(count: messageIds.count)))
                 ORDER BY reactions.id
                 """, arguments: StatementArguments(messageIds))
-            var result: [Int64: [ReactionGroup]] = [:]
-            for row in rows {
-                let messageId: Int64 = row["message_id"], type: String = row["reaction_type"], name: String = row["username"]
-                var groups = result[messageId, default: []]
-                if let index = groups.firstIndex(where: { $0.type == type }) {
-                    groups[index].usernames.append(name)
-                } else {
-                    groups.append(ReactionGroup(type: type, usernames: [name]))
-                }
-                result[messageId] = groups
-            }
-            return result
+            return ReactionGroup.grouping(rows.map { (messageId: $0["message_id"], type: $0["reaction_type"], username: $0["username"]) })
         }
     }
 }

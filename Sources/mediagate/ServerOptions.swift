@@ -11,6 +11,9 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Directory for the database and signing key (default: mediagate-data).", completion: .directory)
     var dataDir: String?
 
+    @Option(help: "The shared database, postgres://user[:password]@host[:port]/name (default: SQLite in the data directory).")
+    var database: String?
+
     func configuration(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ChatConfiguration {
         var configuration = try config.map { path in
             do { return try ChatConfiguration.load(file: path) } catch {
@@ -19,6 +22,7 @@ struct ServerOptions: ParsableArguments {
         } ?? ChatConfiguration()
         configuration.apply(environment: environment)
         if let dataDir { configuration.dataDirectory = dataDir }
+        if let database { configuration.database = database }
         return configuration
     }
 }

@@ -73,11 +73,11 @@ public struct TokenService: Sendable {
     let endedSessions: EndedSessions
 
     /// Loads the HMAC signing key from `directory`, generating it (mode 0600) on first run.
-    static func make(directory: String, users: any UserRepository, refreshTokens: any RefreshTokenRepository,
+    static func make(signingKeys: any SigningKeyRepository, users: any UserRepository, refreshTokens: any RefreshTokenRepository,
                      configuration: ChatConfiguration,
                      sessionEnded: @escaping @Sendable (String) async -> Void) async throws -> TokenService {
         let keys = JWTKeyCollection()
-        await keys.add(hmac: HMACKey(key: SymmetricKey(data: try signingKey(in: directory))), digestAlgorithm: .sha256)
+        await keys.add(hmac: HMACKey(key: SymmetricKey(data: try await signingKeys.key(named: "jwt-signing-key"))), digestAlgorithm: .sha256)
         // Logins ended before a restart, whose access tokens are still within their lifetime.
         let ended = EndedSessions(accessLifetime: .seconds(configuration.accessTokenSeconds))
         for family in try await refreshTokens.families(revokedSince: Date().addingTimeInterval(-TimeInterval(configuration.accessTokenSeconds))) {
@@ -87,18 +87,6 @@ public struct TokenService: Sendable {
                             accessLifetime: configuration.accessTokenSeconds, refreshLifetime: configuration.refreshTokenSeconds,
                             refreshGrace: TimeInterval(configuration.refreshReuseGraceSeconds), sessionEnded: sessionEnded,
                             endedSessions: ended)
-    }
-
-    static func signingKey(in directory: String, name: String = "jwt-signing-key") throws -> Data {
-        let path = (directory as NSString).appendingPathComponent(name)
-        if let existing = FileManager.default.contents(atPath: path), existing.count >= 32 {
-            return existing
-        }
-        let key = SymmetricKey(size: SymmetricKeySize(bitCount: 512)).withUnsafeBytes { Data($0) }
-        guard FileManager.default.createFile(atPath: path, contents: key, attributes: [.posixPermissions: 0o600]) else {
-            throw ConfigurationError(message: "cannot write the signing key to \(path)")
-        }
-        return key
     }
 
     /// A new login: a new refresh-token family.

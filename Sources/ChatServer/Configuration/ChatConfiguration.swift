@@ -50,6 +50,12 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var uploadExpirySeconds: Int = 24 * 3600
     /// Seconds between two sweeps for expired uploads.
     public var uploadSweepIntervalSeconds: Int = 300
+    /// The shared database, `postgres://user[:password]@host[:port]/name` (or `?host=/dir` for a
+    /// Unix socket); several nodes on one database make one chat. Empty: SQLite in the data
+    /// directory. (`--database`, `MEDIAGATE_DATABASE`.)
+    public var database: String? = nil
+    /// Connections each node keeps to the PostgreSQL server at most.
+    public var databaseConnections: Int = 20
     /// How long a node holds a processing job before another may take it (it died, or hangs).
     /// Far longer than any processing takes: the pipeline's own limits end a decode sooner.
     public var processingLeaseSeconds: Int = 300
@@ -135,6 +141,8 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         uploadExpirySeconds = try value(.uploadExpirySeconds, uploadExpirySeconds)
         uploadSweepIntervalSeconds = try value(.uploadSweepIntervalSeconds, uploadSweepIntervalSeconds)
         processingLeaseSeconds = try value(.processingLeaseSeconds, processingLeaseSeconds)
+        database = try value(.database, database)
+        databaseConnections = try value(.databaseConnections, databaseConnections)
         signedURLSeconds = try value(.signedURLSeconds, signedURLSeconds)
         maxMultipartBytes = try value(.maxMultipartBytes, maxMultipartBytes)
         userQuotaBytes = try value(.userQuotaBytes, userQuotaBytes)
@@ -159,12 +167,13 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try JSONDecoder().decode(ChatConfiguration.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
     }
 
-    /// Applies `MEDIAGATE_HOST`, `MEDIAGATE_PORT`, `MEDIAGATE_DATA_DIR` and
+    /// Applies `MEDIAGATE_HOST`, `MEDIAGATE_PORT`, `MEDIAGATE_DATA_DIR`, `MEDIAGATE_DATABASE` and
     /// `MEDIAGATE_ALLOW_REGISTRATION` and `MEDIAGATE_DURABLE_UPLOADS` from `environment`.
     public mutating func apply(environment: [String: String]) {
         if let host = environment["MEDIAGATE_HOST"], !host.isEmpty { self.host = host }
         if let port = environment["MEDIAGATE_PORT"].flatMap(Int.init) { self.port = port }
         if let directory = environment["MEDIAGATE_DATA_DIR"], !directory.isEmpty { dataDirectory = directory }
+        if let url = environment["MEDIAGATE_DATABASE"], !url.isEmpty { database = url }
         if let flag = environment["MEDIAGATE_ALLOW_REGISTRATION"] {
             allowRegistration = ["1", "true", "yes"].contains(flag.lowercased())
         }
@@ -195,6 +204,10 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try check(userQuotaBytes >= 0, "userQuotaBytes must be 0 (no quota) or positive")
         try check(uploadExpirySeconds >= 1 && uploadSweepIntervalSeconds >= 1, "upload expiry and sweep interval must be positive")
         try check(processingLeaseSeconds >= 1, "processingLeaseSeconds must be positive")
+        try check(databaseConnections >= 2, "databaseConnections must be at least 2")
+        if let database, !database.isEmpty {
+            try check(database.hasPrefix("postgres://") || database.hasPrefix("postgresql://"), "database is a postgres:// URL (or empty for SQLite)")
+        }
         try check(headerTimeoutSeconds >= 1 && idleTimeoutSeconds >= 1, "headerTimeoutSeconds and idleTimeoutSeconds must be at least 1")
         try check(maxConnectionsPerAddress >= 0 && maxConnections >= 1, "maxConnectionsPerAddress must not be negative, maxConnections at least 1")
         for (name, limit) in [("registrationsPerAddress", rateLimits.registrationsPerAddress), ("messagesPerUser", rateLimits.messagesPerUser),

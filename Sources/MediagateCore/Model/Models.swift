@@ -141,3 +141,21 @@ package struct UploadRecord: Sendable, Equatable {
 package enum UploadCreation: Sendable {
     case created, overQuota, tooManyOpen
 }
+
+extension ReactionGroup {
+    /// Reactions (oldest first) grouped per message, then by type in the order the types were
+    /// first used.
+    package static func grouping(_ reactions: [(messageId: Int64, type: String, username: String)]) -> [Int64: [ReactionGroup]] {
+        var result: [Int64: [ReactionGroup]] = [:]
+        for reaction in reactions {
+            var groups = result[reaction.messageId, default: []]
+            if let index = groups.firstIndex(where: { $0.type == reaction.type }) {
+                groups[index].usernames.append(reaction.username)
+            } else {
+                groups.append(ReactionGroup(type: reaction.type, usernames: [reaction.username]))
+            }
+            result[reaction.messageId] = groups
+        }
+        return result
+    }
+}

@@ -115,3 +115,20 @@ package protocol FileRepository: Sendable {
     /// Every content hash a file row names (blobs outside this set are orphans).
     func allSHA256() async throws -> Set<String>
 }
+
+/// The keys tokens and URLs are signed with. Every node that must accept the others' tokens
+/// and signed URLs reads them from the same place: the shared database, or, for one node, its
+/// data directory.
+package protocol SigningKeyRepository: Sendable {
+    /// The key named `name`, made (512 random bits) on first use; every caller gets the same one.
+    func key(named name: String) async throws -> Data
+    /// The key named `name` if an operator put it there (`…previous`, a rotated-out key).
+    func existingKey(named name: String) async throws -> Data?
+}
+
+extension SigningKeyRepository {
+    package static func newKey() -> Data {
+        var generator = SystemRandomNumberGenerator()
+        return Data((0..<64).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+import Logging
+import MediagateCore
+import MediagateDiskStorage
+import MediagatePostgres
+import MediagateSQLite
+import ServiceLifecycle
+
+/// Every repository of one database engine, chosen by the configuration's `database`: SQLite
+/// in the data directory (the embedded default), or a PostgreSQL server that several nodes
+/// share. Nothing past this point knows which.
+struct Repositories: Sendable {
+    var users: any UserRepository
+    var refreshTokens: any RefreshTokenRepository
+    var rooms: any RoomRepository
+    var messages: any MessageRepository
+    var reactions: any ReactionRepository
+    var uploads: any UploadRepository
+    var files: any FileRepository
+    var jobs: any JobQueue
+    var signingKeys: any SigningKeyRepository
+    /// Which engine, for logs and `/readyz`.
+    var engine: String
+    /// Closes the engine's connections (PostgreSQL's pool); SQLite closes with the process.
+    var close: @Sendable () -> Void = {}
+
+    static func open(_ configuration: ChatConfiguration, logger: Logger) async throws -> Repositories {
+        if let url = configuration.database, !url.isEmpty {
+            let db = try await PostgresDatabase(url: url, maxConnections: configuration.databaseConnections, logger: logger)
+            return Repositories(users: PostgresUserRepository(db), refreshTokens: PostgresRefreshTokenRepository(db),
+                                rooms: PostgresRoomRepository(db), messages: PostgresMessageRepository(db),
+                                reactions: PostgresReactionRepository(db), uploads: PostgresUploadRepository(db),
+                                files: PostgresFileRepository(db), jobs: PostgresJobQueue(db), signingKeys: PostgresSigningKeys(db),
+                                engine: "postgresql", close: { db.shutdown() })
+        }
+        let db = try SQLiteDatabase(directory: configuration.dataDirectory)
+        return Repositories(users: SQLiteUserRepository(pool: db.pool), refreshTokens: SQLiteRefreshTokenRepository(pool: db.pool),
+                            rooms: SQLiteRoomRepository(pool: db.pool), messages: SQLiteMessageRepository(pool: db.pool),
+                            reactions: SQLiteReactionRepository(pool: db.pool), uploads: SQLiteUploadRepository(pool: db.pool),
+                            files: SQLiteFileRepository(pool: db.pool), jobs: SQLiteJobQueue(pool: db.pool),
+                            signingKeys: DirectorySigningKeys(directory: configuration.dataDirectory), engine: "sqlite")
+    }
+}
+
+/// Closes the database's connections when the application shuts down.
+struct DatabaseCloser: Service {
+    let close: @Sendable () -> Void
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        close()
+    }
+}
