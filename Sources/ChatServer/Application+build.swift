@@ -58,9 +58,13 @@ public struct ChatServices: Sendable {
         rooms = repositories.rooms
         messages = repositories.messages
         reactions = repositories.reactions
+        let urlSigner = URLSigner(current: try await repositories.signingKeys.key(named: "url-signing-key"),
+                                  previous: try await repositories.signingKeys.existingKey(named: "url-signing-key.previous"),
+                                  lifetime: TimeInterval(configuration.signedURLSeconds))
+        self.urlSigner = urlSigner
         let hub = ChatHub(typingTimeout: .seconds(configuration.typingTimeoutSeconds), maxSocketsPerUser: configuration.maxSocketsPerUser)
         self.hub = hub
-        let broker = InProcessChatBroker(hub: hub)
+        let broker = await repositories.broker(hub: hub, signer: urlSigner, logger: logger)
         self.broker = broker
         let receipts = DeliveryReceipts(rooms: rooms, broker: broker)
         await hub.attach(broker: broker, deliveries: { await receipts.send($0) })
@@ -83,9 +87,6 @@ public struct ChatServices: Sendable {
         ingest = AttachmentIngest(uploads: uploads, uploadStore: uploadStore, store: fileStore,
                                   processor: MediaProcessor(limits: limits, pool: Self.mediaWorkers, isolation: isolation),
                                   thumbnails: thumbnails, policy: policy, stripsLocation: configuration.stripLocation)
-        urlSigner = URLSigner(current: try await repositories.signingKeys.key(named: "url-signing-key"),
-                              previous: try await repositories.signingKeys.existingKey(named: "url-signing-key.previous"),
-                              lifetime: TimeInterval(configuration.signedURLSeconds))
     }
 
     /// Where SVG and PDF are decoded (`decodeWorker` in the configuration).

@@ -23,6 +23,16 @@ struct Repositories: Sendable {
     var engine: String
     /// Closes the engine's connections (PostgreSQL's pool); SQLite closes with the process.
     var close: @Sendable () -> Void = {}
+    /// The shared database, when there is one: room events cross nodes through it.
+    var postgres: PostgresDatabase?
+
+    /// How room events reach sockets: through PostgreSQL to every node, or within this process.
+    func broker(hub: ChatHub, signer: URLSigner, logger: Logger) async -> any ChatBroker {
+        guard let postgres else { return InProcessChatBroker(hub: hub) }
+        let broker = PostgresChatBroker(db: postgres, hub: hub, messages: messages, signer: signer, logger: logger)
+        await broker.start()
+        return broker
+    }
 
     static func open(_ configuration: ChatConfiguration, logger: Logger) async throws -> Repositories {
         if let url = configuration.database, !url.isEmpty {
@@ -31,7 +41,7 @@ struct Repositories: Sendable {
                                 rooms: PostgresRoomRepository(db), messages: PostgresMessageRepository(db),
                                 reactions: PostgresReactionRepository(db), uploads: PostgresUploadRepository(db),
                                 files: PostgresFileRepository(db), jobs: PostgresJobQueue(db), signingKeys: PostgresSigningKeys(db),
-                                engine: "postgresql", close: { db.shutdown() })
+                                engine: "postgresql", close: { db.shutdown() }, postgres: db)
         }
         let db = try SQLiteDatabase(directory: configuration.dataDirectory)
         return Repositories(users: SQLiteUserRepository(pool: db.pool), refreshTokens: SQLiteRefreshTokenRepository(pool: db.pool),

@@ -3,6 +3,7 @@ import Logging
 import MediagateCore
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 
 /// A PostgreSQL database shared by every node: a connection pool (`PostgresClient`), migrated on
 /// start. Times are stored as seconds since 1970 (`DOUBLE PRECISION`), as in the SQLite backend,
@@ -11,6 +12,10 @@ package final class PostgresDatabase: Sendable {
     package let client: PostgresClient
     package let logger: Logger
     private let running: Task<Void, Never>
+    private let closed = Atomic<Bool>(false)
+
+    /// Whether ``shutdown()`` was called: long-lived users (the listener) stop reconnecting.
+    package var isShutDown: Bool { closed.load(ordering: .acquiring) }
 
     /// Connects to `url` (`postgres://user[:password]@host[:port]/database`, or with
     /// `?host=/directory` for a Unix socket), with at most `maxConnections`, and migrates.
@@ -33,7 +38,10 @@ package final class PostgresDatabase: Sendable {
     deinit { running.cancel() }
 
     /// Stops the pool (its connections close).
-    package func shutdown() { running.cancel() }
+    package func shutdown() {
+        closed.store(true, ordering: .releasing)
+        running.cancel()
+    }
 
     static func configuration(url: String) throws -> PostgresClient.Configuration {
         guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme),
@@ -202,6 +210,18 @@ enum PostgresSchema {
                 created_at DOUBLE PRECISION NOT NULL
             )
             """,
+        ]),
+        ("v2: messages announce themselves to every node", [
+            // In the insert's transaction: delivered on commit, never for a rolled-back insert.
+            """
+            CREATE FUNCTION announce_message() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('mediagate_room_events',
+                                  json_build_object('k', 'message', 'room', NEW.room_id, 'id', NEW.id, 'user', NEW.sender_id)::text);
+                RETURN NULL;
+            END $$
+            """,
+            "CREATE TRIGGER messages_announce AFTER INSERT ON messages FOR EACH ROW EXECUTE FUNCTION announce_message()",
         ]),
     ]
 }

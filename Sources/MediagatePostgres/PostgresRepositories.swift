@@ -291,6 +291,9 @@ package struct PostgresMessageRepository: MessageRepository {
         let logger = db.logger
         let json = try encode(attachment)
         return try await db.client.withTransaction(logger: logger) { connection -> (StoredMessage, isNew: Bool) in
+            // One insert per room at a time: ids within a room follow commit order, which the
+            // brokers' catch-up by id relies on.
+            try await connection.query("SELECT id FROM rooms WHERE id = \(roomId) FOR UPDATE", logger: logger)
             // A resend with a known client_id (even one racing the first send) is the stored message.
             let inserted = try await connection.query("""
                 INSERT INTO messages (room_id, sender_id, content, client_id, attachment, file_id, created_at)

@@ -164,6 +164,9 @@ package actor ChatHub {
 
     package func connectionCount(roomId: Int64) -> Int { rooms[roomId]?.count ?? 0 }
 
+    /// Rooms with at least one socket on this node.
+    package func roomsWithSockets() -> [Int64] { Array(rooms.keys) }
+
     // MARK: Typing
 
     /// Announces that `user` types, unless already announced; the state ends by itself after

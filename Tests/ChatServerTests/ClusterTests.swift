@@ -1,0 +1,79 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+@testable import ChatServer
+import MediagateTestSupport
+import Testing
+
+/// Two gateway nodes on one PostgreSQL server, in one test: live servers on 127.0.0.1, real
+/// WebSocket clients, no load balancer (each client picks its node).
+@Suite("two nodes, one chat")
+struct ClusterTests {
+    @Test("through node A to sockets on node B, in order; tokens, typing, read and delivery receipts cross; a killed listener loses nothing")
+    func fanOutAcrossNodes() async throws {
+        let database = try await PostgresServer.freshDatabase("cluster")
+        let nodeA = try await buildApplication(try testConfiguration { $0.database = database })
+        let nodeB = try await buildApplication(try testConfiguration { $0.database = database })
+        try await nodeA.test(.live) { a in
+            try await nodeB.test(.live) { b in
+                let portA = try #require(a.port), portB = try #require(b.port)
+                let alice = try await a.register("alice")
+                let bob = try await b.register("bob")
+                // A token issued by one node is good on the other (the keys are in the database).
+                #expect(try await b.call(.get, "/api/rooms", token: alice.access).status == .ok)
+                let room = try await a.createRoom("pair", token: alice.access, members: ["bob"])
+                let aliceSocket = try await TestSocket(port: portA, path: "/ws/chat/\(room)?token=\(alice.access)")
+                let bobSocket = try await TestSocket(port: portB, path: "/ws/chat/\(room)?token=\(bob.access)")
+
+                for n in 1...5 {
+                    let posted = try await a.call(.post, "/api/messages", token: alice.access, json: ["room_id": room, "content": "m\(n)"])
+                    #expect(posted.status == .created || posted.status == .ok)
+                }
+                var received: [String] = []
+                for _ in 1...5 { received.append(try await bobSocket.inbox.next("message")["content"] as? String ?? "") }
+                #expect(received == ["m1", "m2", "m3", "m4", "m5"])
+                // Node B tells the sender, on node A, who got it there.
+                let delivered = try await aliceSocket.inbox.next("delivered")
+                #expect((delivered["users"] as? [Any])?.first as? String == "bob")
+
+                try await aliceSocket.send(["type": "typing_start"])
+                #expect(try await bobSocket.inbox.next("typing_start")["sender"] as? String == "alice")
+                let last = try #require(try await aliceSocket.inbox.next("message", where: { $0["content"] as? String == "m5" })["id"] as? Int)
+                try await bobSocket.send(["type": "read", "message_id": last])
+                #expect(try await aliceSocket.inbox.next("read")["sender"] as? String == "bob")
+
+                // Every listening connection killed by the server: what is posted meanwhile
+                // arrives all the same, in order, once the nodes have listened again.
+                let killed = try await PostgresServer.psql(database, """
+                    SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND datname = current_database()
+                    """)
+                #expect(killed == "2")
+                for n in 6...8 {
+                    _ = try await a.call(.post, "/api/messages", token: alice.access, json: ["room_id": room, "content": "m\(n)"])
+                }
+                received = []
+                for _ in 6...8 { received.append(try await bobSocket.inbox.next("message")["content"] as? String ?? "") }
+                #expect(received == ["m6", "m7", "m8"])
+                #expect(await bobSocket.inbox.all("message").isEmpty) // and nothing twice
+                var listening = ""
+                for _ in 0..<100 where listening != "2" {
+                    listening = try await PostgresServer.psql(database, "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND datname = current_database()")
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(listening == "2")
+
+                // A logout on node B closes the socket its login opened on node A.
+                let carol = try await b.register("carol")
+                _ = try await b.call(.post, "/api/rooms/\(room)/members", token: alice.access, json: ["username": "carol"])
+                let carolSocket = try await TestSocket(port: portA, path: "/ws/chat/\(room)?token=\(carol.access)")
+                _ = try await b.call(.post, "/api/auth/logout", token: carol.access, json: ["refresh_token": carol.refresh])
+                let closed = try await carolSocket.waitForClose()
+                #expect(closed?.closeCode == .unknown(4001), "\(String(describing: closed))")
+
+                _ = try await aliceSocket.close()
+                _ = try await bobSocket.close()
+            }
+        }
+    }
+}
