@@ -7,6 +7,7 @@ import MediaPipeline
 import MediagateCore
 import MediagateDiskStorage
 import MediagateSQLite
+import MediagateWire
 import NIOCore
 import ServiceLifecycle
 
@@ -164,6 +165,16 @@ public struct ChatRouters {
         router.add(middleware: RedactingLogMiddleware())
         router.add(middleware: JSONErrorMiddleware())
         router.get("healthz") { _, _ in ["status": "ok"] }
+        let readiness = Readiness(repositories: services.repositories, dataDirectory: configuration.dataDirectory)
+        router.get("readyz") { _, _ -> Response in
+            let report = await readiness.check()
+            let body: [String: JSONValue] = report.failing.isEmpty
+                ? ["status": .string("ready"), "database": .string(report.engine)]
+                : ["status": .string("unavailable"), "database": .string(report.engine), "failing": .array(report.failing.map { .string($0) })]
+            return Response(status: report.failing.isEmpty ? .ok : .serviceUnavailable,
+                            headers: [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(JSONValue.object(body)))))
+        }
         // Files check a Bearer token or a signed URL themselves: AsyncImage sends no header.
         // They take no bodies, so they are added before the JSON body check (a route gets the
         // middleware added before it): one layer less on the hottest path.

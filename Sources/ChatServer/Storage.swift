@@ -4,6 +4,7 @@ import MediagateCore
 import MediagateDiskStorage
 import MediagatePostgres
 import MediagateSQLite
+import NIOPosix
 import ServiceLifecycle
 
 /// Every repository of one database engine, chosen by the configuration's `database`: SQLite
@@ -23,6 +24,8 @@ struct Repositories: Sendable {
     var engine: String
     /// Closes the engine's connections (PostgreSQL's pool); SQLite closes with the process.
     var close: @Sendable () -> Void = {}
+    /// Runs a trivial query: whether the database answers (`/readyz`).
+    var ping: @Sendable () async throws -> Void
     /// The shared database, when there is one: room events cross nodes through it.
     var postgres: PostgresDatabase?
 
@@ -41,14 +44,16 @@ struct Repositories: Sendable {
                                 rooms: PostgresRoomRepository(db), messages: PostgresMessageRepository(db),
                                 reactions: PostgresReactionRepository(db), uploads: PostgresUploadRepository(db),
                                 files: PostgresFileRepository(db), jobs: PostgresJobQueue(db), signingKeys: PostgresSigningKeys(db),
-                                engine: "postgresql", close: { db.shutdown() }, postgres: db)
+                                engine: "postgresql", close: { db.shutdown() },
+                                ping: { try await db.client.query("SELECT 1", logger: logger) }, postgres: db)
         }
         let db = try SQLiteDatabase(directory: configuration.dataDirectory)
         return Repositories(users: SQLiteUserRepository(pool: db.pool), refreshTokens: SQLiteRefreshTokenRepository(pool: db.pool),
                             rooms: SQLiteRoomRepository(pool: db.pool), messages: SQLiteMessageRepository(pool: db.pool),
                             reactions: SQLiteReactionRepository(pool: db.pool), uploads: SQLiteUploadRepository(pool: db.pool),
                             files: SQLiteFileRepository(pool: db.pool), jobs: SQLiteJobQueue(pool: db.pool),
-                            signingKeys: DirectorySigningKeys(directory: configuration.dataDirectory), engine: "sqlite")
+                            signingKeys: DirectorySigningKeys(directory: configuration.dataDirectory), engine: "sqlite",
+                            ping: { try await db.pool.read { try $0.execute(sql: "SELECT 1") } })
     }
 }
 
@@ -59,5 +64,51 @@ struct DatabaseCloser: Service {
     func run() async throws {
         try? await gracefulShutdown()
         close()
+    }
+}
+
+/// `GET /readyz`: whether this node can serve traffic. The database must answer a query and the
+/// data directory (upload bytes, blobs) must take a file, each within `timeout`; a load
+/// balancer stops sending requests to a node that cannot.
+struct Readiness: Sendable {
+    let repositories: Repositories
+    let dataDirectory: String
+    var timeout: Duration = .seconds(2)
+
+    struct Report: Sendable {
+        var failing: [String]
+        var engine: String
+    }
+
+    func check() async -> Report {
+        async let database = passes(repositories.ping)
+        async let storage = passes { try await writeProbe() }
+        var failing: [String] = []
+        if await !database { failing.append("database") }
+        if await !storage { failing.append("storage") }
+        return Report(failing: failing, engine: repositories.engine)
+    }
+
+    private func writeProbe() async throws {
+        let path = (dataDirectory as NSString).appendingPathComponent(".readyz-\(getpid())")
+        try await NIOThreadPool.singleton.runIfActive {
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else { throw SystemCallError("open", errno) }
+            close(descriptor)
+            unlink(path)
+        }
+    }
+
+    private func passes(_ probe: @escaping @Sendable () async throws -> Void) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await probe()) != nil }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
     }
 }

@@ -77,3 +77,43 @@ struct ClusterTests {
         }
     }
 }
+
+@Suite("readiness")
+struct ReadinessTests {
+    @Test("/readyz: ready on SQLite; 503 storage when the data directory is gone")
+    func sqlite() async throws {
+        let configuration = try testConfiguration()
+        let app = try await buildApplication(configuration)
+        try await app.test(.router) { client in
+            let ready = try await client.call(.get, "/readyz")
+            #expect(ready.status == .ok && ready.object["status"] as? String == "ready" && ready.object["database"] as? String == "sqlite")
+            try FileManager.default.removeItem(atPath: configuration.dataDirectory)
+            let gone = try await client.call(.get, "/readyz")
+            #expect(gone.status == .serviceUnavailable && gone.object["failing"] as? [String] == ["storage"], "\(gone.object)")
+            #expect(try await client.call(.get, "/healthz").status == .ok) // alive all the same
+        }
+    }
+
+    @Test("/readyz: ready on PostgreSQL; 503 database when the server stops taking connections")
+    func postgres() async throws {
+        let database = try await PostgresServer.freshDatabase("ready")
+        let app = try await buildApplication(try testConfiguration { $0.database = database })
+        try await app.test(.router) { client in
+            let ready = try await client.call(.get, "/readyz")
+            #expect(ready.status == .ok && ready.object["database"] as? String == "postgresql")
+            let name = String(database.split(separator: "/").last!)
+            let admin = database.replacingOccurrences(of: "/\(name)", with: "/postgres")
+            _ = try await PostgresServer.psql(admin, "ALTER DATABASE \(name) ALLOW_CONNECTIONS false")
+            _ = try await PostgresServer.psql(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(name)'")
+            let down = try await client.call(.get, "/readyz")
+            #expect(down.status == .serviceUnavailable && down.object["failing"] as? [String] == ["database"], "\(down.object)")
+            _ = try await PostgresServer.psql(admin, "ALTER DATABASE \(name) ALLOW_CONNECTIONS true")
+            var back = down
+            for _ in 0..<50 where back.status != .ok {
+                try await Task.sleep(for: .milliseconds(100))
+                back = try await client.call(.get, "/readyz")
+            }
+            #expect(back.status == .ok)
+        }
+    }
+}
