@@ -4,7 +4,7 @@
 SWIFT ?= swift
 ARGS ?= serve
 
-.PHONY: run test smoke build deps test-deps samples bench clean
+.PHONY: run test smoke build deps test-deps samples bench cluster clean
 
 deps:
 	scripts/install-deps.sh
@@ -17,6 +17,12 @@ build: deps
 
 run: build
 	.build/debug/mediagate $(ARGS)
+
+# PostgreSQL, three nodes and nginx round-robin on 127.0.0.1:8000 (scripts/cluster.py);
+# CLUSTER_ARGS=--check runs a message through every node and stops.
+cluster: build
+	scripts/install-deps.sh --cluster
+	scripts/cluster.py $(CLUSTER_ARGS)
 
 # The tests take about two minutes once built; a hung one fails the run after 15 minutes
 # instead of holding CI until its own limit. The tests that time the server under attack run
@@ -31,11 +37,14 @@ test: test-deps
 
 # The release binary, which is what users run: every sample probed, the server answering an
 # upload (scripts/release-smoke.py), and schemathesis fuzzing every operation of
-# Docs/openapi.yaml against it (Tests/Fuzz). CI runs it after the tests.
+# Docs/openapi.yaml against it (Tests/Fuzz), then three nodes on PostgreSQL behind nginx
+# (scripts/cluster.py --check). CI runs it after the tests.
 smoke: test-deps
 	$(SWIFT) build -c release --product mediagate
 	scripts/release-smoke.py .build/release/mediagate
 	MEDIAGATE_BIN=.build/release/mediagate timeout 15m python3 -m pytest -q -p no:cacheprovider Tests/Fuzz
+	scripts/install-deps.sh --cluster
+	timeout 5m scripts/cluster.py --binary .build/release/mediagate --port 18000 --check
 
 samples:
 	scripts/install-deps.sh --test

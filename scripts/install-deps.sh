@@ -4,6 +4,7 @@
 #   scripts/install-deps.sh          build and run dependencies
 #   scripts/install-deps.sh --test   plus the independent tools the tests compare against
 #   scripts/install-deps.sh --bench  plus what the benchmarks run side by side
+#   scripts/install-deps.sh --cluster  plus what `make cluster` runs (PostgreSQL, nginx)
 set -euo pipefail
 
 packages=(libvips-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libmagic-dev
@@ -15,7 +16,9 @@ for flag in "$@"; do
             python_packages+=(blurhash tuspy websockets schemathesis==4.32.5) ;;
     --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk)
              python_packages+=(pillow websockets tuspy tuspyserver fastapi uvicorn uvloop httptools thumbor) ;;
-    *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
+    --cluster) packages+=(postgresql-15 nginx-light)
+               python_packages+=(websockets) ;;
+    *) echo "usage: $0 [--test] [--bench] [--cluster]" >&2; exit 2 ;;
   esac
 done
 

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""A local cluster in one command: PostgreSQL, three gateway nodes and nginx round-robin in
+front of them (no sticky sessions), all on 127.0.0.1.
+
+    scripts/cluster.py [--nodes 3] [--port 8000] [--binary .build/debug/mediagate] [--check]
+
+nginx listens on --port and spreads requests (WebSocket upgrades included) over the nodes on
+the ports after it. The nodes share one PostgreSQL database and, until object storage lands,
+one data directory. Ctrl-C (or SIGTERM) stops every process this script started. --check runs
+a short end-to-end check through nginx instead of waiting, then stops everything: a message
+posted through each node reaches a socket held on another.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+PG = "/usr/lib/postgresql/15/bin"
+
+
+def as_postgres(command):
+    """initdb and pg_ctl refuse to run as root: run them as the postgres user then."""
+    return ["runuser", "-u", "postgres", "--"] + command if os.getuid() == 0 else command
+
+
+def wait_for(url, seconds=15):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer within {seconds} s")
+
+
+def call(base, method, path, body=None, token=None):
+    request = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body is not None else None)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def nginx_config(work, port, node_ports):
+    upstream = "\n".join(f"        server 127.0.0.1:{p};" for p in node_ports)
+    return f"""
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+worker_processes 1;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fastcgi;
+    uwsgi_temp_path {work}/nginx-uwsgi;
+    scgi_temp_path {work}/nginx-scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    upstream mediagate {{
+{upstream}
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 0;
+        proxy_request_buffering off;
+        proxy_buffering off;
+        proxy_http_version 1.1;
+        proxy_read_timeout 1h;
+        location / {{
+            proxy_pass http://mediagate;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+        }}
+    }}
+}}
+"""
+
+
+def check(base, node_ports):
+    """A socket on each node; a message posted through nginx reaches all of them."""
+    from contextlib import ExitStack
+
+    from websockets.sync.client import connect
+
+    name = f"check{int(time.time())}"
+    tokens = call(base, "POST", "/api/auth/register", {"username": name, "password": "a long password"})
+    token = tokens["access_token"]
+    room = call(base, "POST", "/api/rooms", {"name": "cluster check"}, token)["id"]
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(connect(f"ws://127.0.0.1:{p}/ws/chat/{room}?token={token}")) for p in node_ports]
+        for socket in sockets:
+            json.loads(socket.recv(timeout=10))  # connected
+        # Round robin: each post goes through another node.
+        for n in range(len(node_ports)):
+            call(base, "POST", "/api/messages", {"room_id": room, "content": f"through nginx {n}"}, token)
+        for index, socket in enumerate(sockets):
+            got = []
+            while len(got) < len(node_ports):
+                frame = json.loads(socket.recv(timeout=10))
+                if frame.get("type") == "message":
+                    got.append(frame["content"])
+            expected = [f"through nginx {n}" for n in range(len(node_ports))]
+            if got != expected:
+                raise SystemExit(f"node {node_ports[index]} got {got}, expected {expected}")
+    ready = [json.loads(urllib.request.urlopen(f"http://127.0.0.1:{p}/readyz", timeout=5).read()) for p in node_ports]
+    print(json.dumps({"check": "ok", "nodes": len(node_ports), "messages_per_socket": len(node_ports), "readyz": ready}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--binary", default=".build/debug/mediagate")
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    if not (1 <= args.nodes <= 9):
+        parser.error("--nodes is 1-9")
+    for tool in (f"{PG}/initdb", args.binary):
+        if not os.path.exists(tool):
+            raise SystemExit(f"{tool} is missing (make cluster installs and builds what is needed)")
+    if not shutil.which("nginx"):
+        raise SystemExit("nginx is missing (Debian nginx-light)")
+
+    work = tempfile.mkdtemp(prefix="mediagate-cluster-")
+    os.chmod(work, 0o755)
+    cluster, data = os.path.join(work, "postgres"), os.path.join(work, "data")
+    os.makedirs(cluster)
+    os.makedirs(data)
+    if os.getuid() == 0:
+        shutil.chown(cluster, "postgres")
+    processes = []
+    pg_port = args.port + 100
+
+    def stop(*_):
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        subprocess.run(as_postgres([f"{PG}/pg_ctl", "-D", cluster, "-m", "fast", "stop"]), capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        subprocess.run(as_postgres([f"{PG}/initdb", "-D", cluster, "-A", "trust", "-U", "postgres", "--no-sync"]),
+                       check=True, capture_output=True)
+        options = f"-k {cluster} -p {pg_port} -c listen_addresses=127.0.0.1"
+        subprocess.run(as_postgres([f"{PG}/pg_ctl", "-D", cluster, "-o", options, "-l", f"{cluster}/log", "-w", "start"]),
+                       check=True, capture_output=True)
+        subprocess.run([f"{PG}/createdb", "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres", "mediagate"], check=True)
+        database = f"postgres://postgres@127.0.0.1:{pg_port}/mediagate"
+        config = os.path.join(work, "node.json")
+        with open(config, "w") as file:
+            json.dump({"trustedProxies": ["127.0.0.1"]}, file)
+
+        node_ports = [args.port + 1 + n for n in range(args.nodes)]
+        for n, port in enumerate(node_ports):
+            log = open(os.path.join(work, f"node{n + 1}.log"), "w")
+            processes.append(subprocess.Popen([args.binary, "serve", "--port", str(port), "--data-dir", data,
+                                               "--database", database, "--config", config], stdout=log, stderr=log))
+            wait_for(f"http://127.0.0.1:{port}/readyz")
+        with open(os.path.join(work, "nginx.conf"), "w") as file:
+            file.write(nginx_config(work, args.port, node_ports))
+        processes.append(subprocess.Popen(["nginx", "-c", os.path.join(work, "nginx.conf"), "-p", work]))
+        base = f"http://127.0.0.1:{args.port}"
+        wait_for(base + "/healthz")
+
+        if args.check:
+            check(base, node_ports)
+            return
+        print(f"mediagate cluster: {base} (nginx, round robin) → nodes on {', '.join(map(str, node_ports))}; "
+              f"PostgreSQL {database}; logs in {work}. Ctrl-C stops it.", flush=True)
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.5)
+        raise SystemExit("a cluster process exited; stopping the rest")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    main()
