@@ -68,10 +68,13 @@ public struct ChatServices: Sendable {
         let broker = await repositories.broker(hub: hub, signer: urlSigner, logger: logger)
         self.broker = broker
         let receipts = DeliveryReceipts(rooms: rooms, broker: broker)
-        await hub.attach(broker: broker, deliveries: { await receipts.send($0) })
         tokens = try await TokenService.make(signingKeys: repositories.signingKeys, users: users,
                                              refreshTokens: refreshTokens, configuration: configuration,
                                              sessionEnded: { await broker.publish(.sessionEnded(session: $0)) })
+        // A login ended on any node: its access tokens are refused here too, not only its
+        // sockets closed.
+        let ended = tokens.endedSessions
+        await hub.attach(broker: broker, deliveries: { await receipts.send($0) }, sessionsEnded: { ended.end($0) })
         passwords = try await Passwords.make(cost: UInt8(configuration.passwordHashCost), maxPending: configuration.maxPendingPasswordHashes)
         uploads = repositories.uploads
         uploadStore = try DiskUploadStore(dataDirectory: configuration.dataDirectory)

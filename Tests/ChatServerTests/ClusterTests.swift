@@ -70,6 +70,8 @@ struct ClusterTests {
                 _ = try await b.call(.post, "/api/auth/logout", token: carol.access, json: ["refresh_token": carol.refresh])
                 let closed = try await carolSocket.waitForClose()
                 #expect(closed?.closeCode == .unknown(4001), "\(String(describing: closed))")
+                // …and its access token is refused on node A at once, not when it expires.
+                #expect(try await a.call(.get, "/api/rooms", token: carol.access).status == .unauthorized)
 
                 _ = try await aliceSocket.close()
                 _ = try await bobSocket.close()

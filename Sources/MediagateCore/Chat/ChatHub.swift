@@ -77,6 +77,8 @@ package actor ChatHub {
     private var broker: (any ChatBroker)?
     /// Told who each new message reached on this node (for delivery receipts).
     private var deliveryObserver: (@Sendable (Delivery) async -> Void)?
+    /// Told of every login that ended, on whichever node (to refuse its access tokens here).
+    private var sessionObserver: (@Sendable (String) -> Void)?
 
     /// Who a message reached on this node.
     package struct Delivery: Sendable {
@@ -94,9 +96,11 @@ package actor ChatHub {
 
     /// Connects the hub to the broker its typing events go through, and to what reports
     /// deliveries. Called once, when the services are assembled.
-    package func attach(broker: any ChatBroker, deliveries: (@Sendable (Delivery) async -> Void)?) {
+    package func attach(broker: any ChatBroker, deliveries: (@Sendable (Delivery) async -> Void)?,
+                        sessionsEnded: (@Sendable (String) -> Void)? = nil) {
         self.broker = broker
         deliveryObserver = deliveries
+        sessionObserver = sessionsEnded
     }
 
     /// Whether `userId` may open another socket now.
@@ -145,6 +149,7 @@ package actor ChatHub {
                 connection.close(.shutdown)
             }
         case .sessionEnded(let session):
+            sessionObserver?(session)
             for connection in rooms.values.flatMap(\.values) where connection.session == session {
                 connection.close(.sessionEnded)
             }
