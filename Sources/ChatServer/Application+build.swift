@@ -51,6 +51,7 @@ public struct ChatServices: Sendable {
     public init(configuration: ChatConfiguration, logger: Logger = Logger(label: "mediagate")) async throws {
         try configuration.validate()
         self.configuration = configuration
+        _ = Observability.registry // before any metric is made
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         let repositories = try await Repositories.open(configuration, logger: logger)
         self.repositories = repositories
@@ -117,7 +118,8 @@ public struct ChatServices: Sendable {
 
     /// What runs beside the server: the sweeper, and the runner that processes uploads.
     func backgroundServices(logger: Logger) -> [any Service] {
-        [uploadSweeper(logger: logger), processingRunner(logger: logger), DatabaseCloser(close: repositories.close)]
+        [uploadSweeper(logger: logger), processingRunner(logger: logger), MetricsSampler(repositories: repositories),
+         DatabaseCloser(close: repositories.close)]
     }
 
     /// The service that processes completed uploads from the job queue.
@@ -165,9 +167,11 @@ public struct ChatRouters {
 
         let router = Router(context: ChatRequestContext.self)
         router.add(middleware: ClientAddressMiddleware(trustedProxies: Set(configuration.trustedProxies)))
+        router.add(middleware: MetricsMiddleware())
         router.add(middleware: RedactingLogMiddleware())
         router.add(middleware: JSONErrorMiddleware())
         router.get("healthz") { _, _ in ["status": "ok"] }
+        router.get("metrics", use: Observability.endpoint(fromAnyAddress: configuration.metricsFromAnyAddress))
         let readiness = Readiness(repositories: services.repositories, dataDirectory: configuration.dataDirectory)
         router.get("readyz") { _, _ -> Response in
             let report = await readiness.check()

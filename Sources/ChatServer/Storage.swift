@@ -24,6 +24,8 @@ struct Repositories: Sendable {
     var engine: String
     /// Closes the engine's connections (PostgreSQL's pool); SQLite closes with the process.
     var close: @Sendable () -> Void = {}
+    /// How full PostgreSQL's NOTIFY queue is (0-1); nil without PostgreSQL.
+    var notifyQueueUsage: (@Sendable () async throws -> Double)?
     /// Runs a trivial query: whether the database answers (`/readyz`).
     var ping: @Sendable () async throws -> Void
     /// The shared database, when there is one: room events cross nodes through it.
@@ -45,6 +47,11 @@ struct Repositories: Sendable {
                                 reactions: PostgresReactionRepository(db), uploads: PostgresUploadRepository(db),
                                 files: PostgresFileRepository(db), jobs: PostgresJobQueue(db), signingKeys: PostgresSigningKeys(db),
                                 engine: "postgresql", close: { db.shutdown() },
+                                notifyQueueUsage: {
+                                    for try await usage in try await db.client.query("SELECT pg_notification_queue_usage()", logger: logger)
+                                        .decode(Double.self) { return usage }
+                                    return 0
+                                },
                                 ping: { try await db.client.query("SELECT 1", logger: logger) }, postgres: db)
         }
         let db = try SQLiteDatabase(directory: configuration.dataDirectory)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import MediagateCore
 import MediagateWire
 import PostgresNIO
@@ -155,6 +156,7 @@ package actor PostgresChatBroker: ChatBroker {
             guard let stored = try await messages.message(id: id) else { return }
             let frame = String(decoding: try JSONEncoder().encode(MessageJSON(stored, signer: signer)), as: UTF8.self)
             await hub.deliver(.message(roomId: roomId, messageId: id, senderId: stored.senderId, frame: frame))
+            FanoutLag.record(since: stored.createdAt)
         } catch {
             logger.error("reading an announced message failed", metadata: ["message": "\(id)", "error": "\(error)"])
         }

@@ -25,12 +25,20 @@ struct Serve: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "fdatasync each tus PATCH before acknowledging its offset (default: on).")
     var durableUploads: Bool?
 
+    @Option(help: "Log lines as text or json (one JSON object per line; default: text, or LOG_FORMAT).")
+    var logFormat: String?
+
     func run() async throws {
         var configuration = try server.configuration()
         if let durableUploads { configuration.durableUploads = durableUploads }
         if let host { configuration.host = host }
         if let port { configuration.port = port }
         if let registration { configuration.allowRegistration = registration }
+        switch logFormat ?? ProcessInfo.processInfo.environment["LOG_FORMAT"] ?? "text" {
+        case "json": LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
+        case "text": break
+        case let other: throw ValidationError("--log-format is text or json, not \(other)")
+        }
         var logger = Logger(label: "mediagate")
         logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
         let app = try await buildApplication(configuration, logger: logger)

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 @testable import ChatServer
+@testable import MediagateCore
 import MediagateTestSupport
 import Testing
 
@@ -116,6 +117,49 @@ struct ReadinessTests {
                 back = try await client.call(.get, "/readyz")
             }
             #expect(back.status == .ok)
+        }
+    }
+}
+
+@Suite("metrics")
+struct MetricsTests {
+    static func value(_ text: String, _ prefix: String) -> Double? {
+        text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+    }
+
+    @Test("/metrics: Prometheus text with requests by route, sockets, upload bytes, pipeline time and rate-limit refusals")
+    func prometheus() async throws {
+        let app = try await buildApplication(try testConfiguration {
+            $0.rateLimits.roomActionsPerUser = RateLimit(perMinute: 1, burst: 1)
+        })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let room = try await client.createRoom("r", token: alice.access)
+            #expect(try await client.call(.post, "/api/rooms", token: alice.access, json: ["name": "again"]).status == .tooManyRequests)
+            let socket = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(alice.access)")
+            let photo = try Data(contentsOf: URL(fileURLWithPath: try await Fixtures.locationFreeCopy(of: "photo-exif-orientation-6.jpg")))
+            _ = try await FileServingTests.upload(client, token: alice.access, bytes: photo, name: "p.jpg")
+
+            let response = try await client.execute(uri: "/metrics", method: .get)
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+            let text = String(buffer: response.body)
+            #expect(text.contains(#"http_route="/api/rooms""#) || text.contains(#"/api/rooms"#), "\(text.prefix(3000))")
+            #expect((Self.value(text, "mediagate_sockets_open") ?? 0) >= 1, "\(text.prefix(3000))")
+            #expect((Self.value(text, #"mediagate_upload_bytes_total{protocol="tus"}"#) ?? 0) >= Double(photo.count))
+            #expect(text.contains(#"mediagate_pipeline_seconds_count{type="image"}"#))
+            #expect((Self.value(text, #"mediagate_rate_limited_total{limit="room_actions"}"#) ?? 0) >= 1)
+            _ = try await socket.close()
+        }
+    }
+
+    @Test("/metrics is not for strangers: another address gets 404")
+    func loopbackOnly() async throws {
+        let app = try await buildApplication(try testConfiguration { $0.trustedProxies = ["127.0.0.1"] })
+        try await app.test(.live) { client in
+            let response = try await client.execute(uri: "/metrics", method: .get, headers: [HTTPField.Name("X-Forwarded-For")!: "203.0.113.9"])
+            #expect(response.status == .notFound)
         }
     }
 }

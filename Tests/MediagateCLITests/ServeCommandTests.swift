@@ -56,6 +56,39 @@ struct ServeCommandTests {
         throw Tool.Failure(description: "the server did not answer /healthz")
     }
 
+    @Test("--log-format json: every log line is one JSON object with time, level, label and message")
+    func jsonLogs() async throws {
+        let data = try Fixtures.temporaryDirectory("json-logs").path
+        let port = try Self.freePort()
+        let log = (data as NSString).appendingPathComponent("server.log")
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ExecutableTests.executable)
+        process.arguments = ["serve", "--port", "\(port)", "--data-dir", data, "--log-format", "json"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        try process.run()
+        var up = false
+        for _ in 0..<100 where !up {
+            up = (try? await Self.curl(["http://127.0.0.1:\(port)/healthz"]).status) == 200
+            if !up { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        _ = try await Self.curl(["http://127.0.0.1:\(port)/api/nothing-here"])
+        process.terminate()
+        await process.exited()
+        #expect(up)
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count >= 2, "\(lines)")
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["level"] is String && object?["message"] is String && object?["time"] is String && object?["label"] is String,
+                    "\(line)")
+        }
+        #expect(lines.contains { $0.contains("/healthz") }, "the request log names the path")
+        let refused = try await Tool.run(ExecutableTests.executable, ["serve", "--log-format", "xml"])
+        #expect(refused.status != 0 && refused.stderr.contains("text or json"))
+    }
+
     @Test("user add, serve, log in, post; SIGTERM stops it cleanly and the message survives a restart")
     func serveLifecycle() async throws {
         let data = try Fixtures.temporaryDirectory("serve").path

@@ -56,6 +56,9 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var database: String? = nil
     /// Connections each node keeps to the PostgreSQL server at most.
     public var databaseConnections: Int = 20
+    /// Whether `GET /metrics` answers any client, not only loopback ones (a Prometheus on
+    /// another machine; put it behind your own access control).
+    public var metricsFromAnyAddress: Bool = false
     /// How long a node holds a processing job before another may take it (it died, or hangs).
     /// Far longer than any processing takes: the pipeline's own limits end a decode sooner.
     public var processingLeaseSeconds: Int = 300
@@ -143,6 +146,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         processingLeaseSeconds = try value(.processingLeaseSeconds, processingLeaseSeconds)
         database = try value(.database, database)
         databaseConnections = try value(.databaseConnections, databaseConnections)
+        metricsFromAnyAddress = try value(.metricsFromAnyAddress, metricsFromAnyAddress)
         signedURLSeconds = try value(.signedURLSeconds, signedURLSeconds)
         maxMultipartBytes = try value(.maxMultipartBytes, maxMultipartBytes)
         userQuotaBytes = try value(.userQuotaBytes, userQuotaBytes)

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
@@ -46,6 +47,9 @@ final class CachedThumbnailHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.logger = logger
     }
 
+    /// Thumbnails answered here (`mediagate_cached_thumbnails_total`).
+    private let answered = Counter(label: "mediagate_cached_thumbnails_total")
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if swallowing {
@@ -59,6 +63,7 @@ final class CachedThumbnailHandler: ChannelDuplexHandler, RemovableChannelHandle
                 context.write(wrapOutboundOut(.head(answer.head)), promise: nil)
                 context.write(wrapOutboundOut(.body(answer.body)), promise: nil)
                 context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                answered.increment() // the router's metrics never see these
                 return
             }
             passedOn += 1

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import Hummingbird
 import MultipartKit
 import NIOCore
@@ -68,6 +69,7 @@ struct MultipartUploadController: Sendable {
             }
             guard part.sawFile, part.fileComplete else { throw APIError.badRequest("no complete \"file\" field in the body") }
             try await writer.sync()
+            Counter(label: "mediagate_upload_bytes_total", dimensions: [("protocol", "multipart")]).increment(by: Int(writer.offset))
             await writer.close()
             let file = try await ingest.storeFile(at: try await files.localPath(id), filename: part.filename ?? "file",
                                                       ownerId: context.user.id, uploadId: nil)

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import HTTPTypes
 import Hummingbird
 import MediaPipeline
@@ -289,6 +290,7 @@ struct TusController: Sendable {
             // runner takes the job; a crash before it ends leaves the job to be taken again.
             try await uploads.advance(id: record.id, to: offset, length: record.length, completedAt: complete ? Date() : nil,
                                       processing: complete ? ProcessingJob(uploadId: record.id, contentSHA256: contentSHA256) : nil)
+            Counter(label: "mediagate_upload_bytes_total", dimensions: [("protocol", "tus")]).increment(by: Int(offset - record.offset))
             await writer.close()
             await writers.release(record.id, lease)
             if complete {

@@ -1,5 +1,6 @@
 import Foundation
 import MediagateWire
+import Metrics
 import NIOCore
 import Synchronization
 
@@ -89,6 +90,9 @@ package actor ChatHub {
         package var reached: Set<Int64>
     }
 
+    /// WebSockets open on this node (`mediagate_sockets_open`).
+    private static var openSockets: Meter { Meter(label: "mediagate_sockets_open") }
+
     package init(typingTimeout: Duration, maxSocketsPerUser: Int = 0) {
         self.typingTimeout = typingTimeout
         self.maxSocketsPerUser = maxSocketsPerUser
@@ -115,6 +119,7 @@ package actor ChatHub {
         guard hasRoomForSocket(of: connection.user.id) else { return false }
         socketsByUser[connection.user.id, default: 0] += 1
         rooms[connection.roomId, default: [:]][connection.id] = connection
+        Self.openSockets.increment()
         return true
     }
 
@@ -123,6 +128,7 @@ package actor ChatHub {
         let left = socketsByUser[connection.user.id, default: 1] - 1
         socketsByUser[connection.user.id] = left > 0 ? left : nil
         rooms[connection.roomId]?[connection.id] = nil
+        Self.openSockets.decrement()
         if rooms[connection.roomId]?.isEmpty == true { rooms[connection.roomId] = nil }
         if !(rooms[connection.roomId]?.values.contains { $0.user.id == connection.user.id } ?? false) {
             await stopTyping(roomId: connection.roomId, user: connection.user)

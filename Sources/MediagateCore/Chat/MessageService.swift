@@ -1,5 +1,6 @@
 import Foundation
 import MediagateWire
+import Metrics
 
 /// Posting a message, the same from REST and from a WebSocket: check, store, fan out.
 package struct MessageService: Sendable {
@@ -59,6 +60,7 @@ package struct MessageService: Sendable {
             await hub.stopTyping(roomId: roomId, user: sender)
             let frame = String(decoding: try JSONEncoder().encode(json), as: UTF8.self)
             await broker.publish(.message(roomId: roomId, messageId: stored.id, senderId: sender.id, frame: frame))
+            if broker is InProcessChatBroker { FanoutLag.record(since: stored.createdAt) }
         }
         return Posted(message: json, isNew: isNew)
     }

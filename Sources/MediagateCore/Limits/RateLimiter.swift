@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import Synchronization
 
 /// One limit: a token bucket that holds `burst` tokens and gains `perMinute` a minute. Each
@@ -23,6 +24,8 @@ public struct RateLimit: Sendable, Codable, Equatable {
 /// flood of new keys costs memory only up to the bound.
 package final class RateLimiter: Sendable {
     package let limit: RateLimit
+    /// Which limit, for the refusals counter (`mediagate_rate_limited_total{limit=…}`).
+    package let name: String
     private let maxKeys: Int
     private let buckets = Mutex([String: Bucket]())
 
@@ -31,8 +34,9 @@ package final class RateLimiter: Sendable {
         package var updated: ContinuousClock.Instant
     }
 
-    package init(_ limit: RateLimit, maxKeys: Int = 100_000) {
+    package init(_ limit: RateLimit, name: String = "other", maxKeys: Int = 100_000) {
         self.limit = limit
+        self.name = name
         self.maxKeys = maxKeys
     }
 
@@ -115,15 +119,18 @@ package struct RateLimiters: Sendable {
     package let roomActions: RateLimiter
 
     package init(_ limits: RateLimits) {
-        registrations = RateLimiter(limits.registrationsPerAddress)
-        messages = RateLimiter(limits.messagesPerUser)
-        roomActions = RateLimiter(limits.roomActionsPerUser)
+        registrations = RateLimiter(limits.registrationsPerAddress, name: "registrations")
+        messages = RateLimiter(limits.messagesPerUser, name: "messages")
+        roomActions = RateLimiter(limits.roomActionsPerUser, name: "room_actions")
     }
 }
 
 extension RateLimiter {
     /// Throws 429 `too_many_requests` with `Retry-After` when `key` has no token left.
     package func check(_ key: String, _ what: String) throws {
-        if let wait = retryAfter(key) { throw DomainError.rateLimited(retryAfter: wait, what: what) }
+        if let wait = retryAfter(key) {
+            Counter(label: "mediagate_rate_limited_total", dimensions: [("limit", name)]).increment()
+            throw DomainError.rateLimited(retryAfter: wait, what: what)
+        }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import MediaPipeline
 import MediagateWire
+import Metrics
 import NIOPosix
 
 /// Turns uploaded bytes into stored files through the media pipeline: location metadata
@@ -88,7 +89,10 @@ package struct AttachmentIngest: Sendable {
             let removal = try? await threadPool.runIfActive { try LocationMetadata.strip(fileAt: path) }
             if removal?.removedAnything == true { knownSHA256 = nil }
         }
+        let started = ContinuousClock.now
         var report = try await processor.probe(fileAt: path, filename: filename, thumbnail: eager, knownSHA256: knownSHA256)
+        Timer(label: "mediagate_pipeline_seconds", dimensions: [("type", report.attachment.type.rawValue)])
+            .recordNanoseconds(Int64((ContinuousClock.now - started) / .nanoseconds(1)))
         let sniffed = report.attachment.mimeType ?? "application/octet-stream"
         if policy.forbids(sniffed) {
             try? await threadPool.runIfActive { _ = unlink(path) }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 import Synchronization
 
@@ -76,7 +77,9 @@ package struct ProcessingJobRunner: Service {
             try await ingest.process(leased.job)
             try await jobs.complete(leased.id)
         } catch {
+            Counter(label: "mediagate_job_failures_total").increment()
             if leased.attempts >= maxAttempts {
+                Counter(label: "mediagate_jobs_given_up_total").increment()
                 logger.error("processing gave up", metadata: ["upload": "\(upload)", "attempts": "\(leased.attempts)", "error": "\(error)"])
                 try? await ingest.giveUp(on: upload)
                 try? await jobs.complete(leased.id)

@@ -24,7 +24,7 @@ package struct UploadPolicy: Sendable {
                  maxOpenUploads: Int) {
         self.quotaBytes = quotaBytes > 0 ? quotaBytes : nil
         self.forbiddenTypes = forbiddenTypes.map { $0.lowercased() }
-        self.starts = RateLimiter(starts)
+        self.starts = RateLimiter(starts, name: "upload_starts")
         self.minFreeDiskBytes = minFreeDiskBytes
         self.dataDirectory = dataDirectory
         self.maxOpenUploads = maxOpenUploads > 0 ? maxOpenUploads : nil
