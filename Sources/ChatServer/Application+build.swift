@@ -206,10 +206,11 @@ public struct ChatRouters {
         api.addRoutes(auth.authenticatedEndpoints, atPath: "auth")
         api.addRoutes(RoomController(rooms: services.rooms, users: services.users, access: access, broker: services.broker,
                                      signer: services.urlSigner, roomActions: limiters.roomActions).endpoints, atPath: "rooms")
-        let tus = TusController(uploads: services.uploads, files: services.uploadStore, writers: services.uploadLocker,
-                                ingest: services.ingest, jobDoorbell: services.jobDoorbell, store: services.fileStore,
-                                rooms: services.rooms, policy: services.policy, maxSize: configuration.maxUploadBytes,
-                                expiry: TimeInterval(configuration.uploadExpirySeconds), durable: configuration.durableUploads)
+        let tus = TusController(engine: UploadEngine(
+            uploads: services.uploads, store: services.uploadStore, locker: services.uploadLocker, policy: services.policy,
+            rooms: services.rooms, files: services.fileStore, ingest: services.ingest, jobDoorbell: services.jobDoorbell,
+            maxSize: configuration.maxUploadBytes, expiry: TimeInterval(configuration.uploadExpirySeconds),
+            durable: configuration.durableUploads))
         router.addRoutes(tus.publicEndpoints, atPath: "/api/uploads")
         api.addRoutes(tus.endpoints, atPath: "uploads")
         api.addRoutes(MultipartUploadController(files: services.uploadStore, uploads: services.uploads,
