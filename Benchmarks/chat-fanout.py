@@ -14,6 +14,7 @@ loop's time.perf_counter() (CLOCK_MONOTONIC, shared by all processes) minus the 
 
     Benchmarks/chat-fanout.py                      # 1000 sockets, 10 msg/s, 30 s
     SOCKETS=200 SECONDS=10 Benchmarks/chat-fanout.py
+    DATABASE=postgres://postgres@127.0.0.1:5432/fanout Benchmarks/chat-fanout.py   # on PostgreSQL: LISTEN/NOTIFY
 
 Needs: pip install websockets (scripts/install-deps.sh --bench).
 """
@@ -56,7 +57,8 @@ def main():
     with open(os.path.join(data, "config.json"), "w") as f:
         # Every client socket comes from 127.0.0.1 and 50 share a user: no caps on either.
         json.dump({"passwordHashCost": 4, "maxFailedLoginsPerAddress": 1000, "rateLimits": NO_RATE_LIMITS,
-                   "maxConnectionsPerAddress": 0, "maxSocketsPerUser": 0}, f)
+                   "maxConnectionsPerAddress": 0, "maxSocketsPerUser": 0,
+                   **({"database": os.environ["DATABASE"]} if os.environ.get("DATABASE") else {})}, f)
     port = free_port()
     server = subprocess.Popen([BINARY, "serve", "--port", str(port), "--data-dir", data, "--config", os.path.join(data, "config.json")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "LOG_LEVEL": "warning"})
@@ -123,7 +125,8 @@ def main():
         print(f"  delivered {delivered}, lost {expected - delivered}")
         print(f"  latency ms: p50 {percentile(ms, 0.50):.1f}  p90 {percentile(ms, 0.90):.1f}  p99 {p99:.1f}  max {max(ms) if ms else float('nan'):.1f}")
         print(f"  first recipient of each message, ms: p50 {percentile(first_ms, 0.50):.1f}  p99 {percentile(first_ms, 0.99):.1f}  max {max(first_ms):.1f}")
-        print(f"  server: CPU {100 * server_cpu / elapsed:.0f}% of one core, peak RSS {server_rss:.0f} MiB")
+        print(f"  server: CPU {100 * server_cpu / elapsed:.0f}% of one core ({1e6 * server_cpu / max(1, delivered):.1f} µs per delivery), "
+              f"peak RSS {server_rss:.0f} MiB; database: {'PostgreSQL' if os.environ.get('DATABASE') else 'SQLite'}")
         print(f"  load client: receiver CPU {100 * receiver_cpu / elapsed:.0f}% of one core, sender {100 * parent_cpu / elapsed:.0f}%")
         print(f"  SIGTERM with {connected} sockets open: exited with status {server.returncode} in {shutdown_seconds:.1f} s")
         print(f"  target: p99 < 50 ms and 0 lost -> {'met' if p99 < 50 and delivered == expected else 'NOT met'}")

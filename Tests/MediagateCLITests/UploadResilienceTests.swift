@@ -55,7 +55,10 @@ struct UploadResilienceTests {
         let arguments = ["upload", file.path, "--server", proxy.url, "--token", token, "--room", String(room), "--json",
                          "--chunk-size", "1MiB", "--stall-timeout", "120"]
 
-        // Kill once the progress events say 8 MiB or more are in.
+        // Kill once the progress events say 8 MiB or more are in and the proxy holds the
+        // transfer at 12 MiB (its stats file counts the stall): killing at the progress event
+        // alone raced the last chunks still on their way (11.0 MiB through, seen in CI).
+        let proxyStats = (gateway.data as NSString).appendingPathComponent("proxy-\(proxy.url.split(separator: ":").last!).json")
         let killed = try await offPool { () -> Bool in
             let client = Process()
             client.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -71,6 +74,12 @@ struct UploadResilienceTests {
                 let progressed = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
                     .contains { ($0["bytes"] as? Int ?? 0) >= 8 << 20 }
                 if progressed { break }
+            }
+            for _ in 0..<6000 where client.isRunning {
+                let stats = (try? Data(contentsOf: URL(fileURLWithPath: proxyStats)))
+                    .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Int] }
+                if (stats?["stalls"] ?? 0) >= 1 { break }
+                usleep(20_000)
             }
             kill(client.processIdentifier, SIGKILL)
             while client.isRunning { usleep(10_000) }
