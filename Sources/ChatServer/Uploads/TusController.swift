@@ -184,11 +184,6 @@ struct TusController: Sendable {
         }
     }
 
-    /// `key base64,key2 base64` (``UploadMetadata``).
-    static func parseMetadata(_ header: String?) throws -> [String: String] {
-        try UploadMetadata.parse(header)
-    }
-
     static func httpDate(_ date: Date) -> String {
         HTTPDateText.format(Int(date.timeIntervalSince1970.rounded(.down)))
     }

@@ -47,8 +47,7 @@ package struct AttachmentIngest: Sendable {
                                            claimedType: metadata["filetype"], ownerId: record.userId, uploadId: job.uploadId,
                                            contentSHA256: job.contentSHA256)
             try await uploads.setFile(uploadId: job.uploadId, fileId: file.id)
-        } catch DomainError.forbiddenType(let type) {
-            _ = type
+        } catch DomainError.forbiddenType {
             try await uploads.reject(uploadId: job.uploadId, code: UploadRejection.forbiddenType)
         }
     }
