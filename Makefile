@@ -25,14 +25,14 @@ cluster: build
 	scripts/cluster.py $(CLUSTER_ARGS)
 
 # The tests take about two minutes once built; a hung one fails the run after 15 minutes
-# instead of holding CI until its own limit. The tests that time the server under attack run
-# on their own afterwards: beside the rest (PostgreSQL, a 294 MB decode) two cores are too
-# busy for their bounds to mean anything.
+# instead of holding CI until its own limit, and scripts/watchdog.sh prints where every
+# thread was. The tests that time the server under attack run on their own afterwards: beside
+# the rest (PostgreSQL, a 294 MB decode) two cores are too busy for their bounds to mean anything.
 TIMED = HostileLoadTests|HostileConnectionTests
 test: test-deps
 	$(SWIFT) build --build-tests
-	timeout --kill-after=30s 15m $(SWIFT) test --skip-build --skip '$(TIMED)'
-	timeout --kill-after=30s 10m $(SWIFT) test --skip-build --filter '$(TIMED)'
+	scripts/watchdog.sh 900 $(SWIFT) test --skip-build --skip '$(TIMED)'
+	scripts/watchdog.sh 600 $(SWIFT) test --skip-build --filter '$(TIMED)'
 
 
 # The release binary, which is what users run: every sample probed, the server answering an

@@ -170,7 +170,7 @@ let package = Package(
 
         // MARK: Tests
         // Helpers the test targets share: fixture paths, running the independent tools.
-        .target(name: "MediagateTestSupport", path: "Tests/Support"),
+        .target(name: "MediagateTestSupport", dependencies: ["MediaPipeline"], path: "Tests/Support"),
         .testTarget(name: "MediaPipelineTests", dependencies: ["MediaPipeline", "MediagateWire", "MediagateTestSupport"]),
         .testTarget(
             name: "MediagateCLITests",
@@ -184,6 +184,7 @@ let package = Package(
                 "MediagateTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

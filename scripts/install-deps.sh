@@ -12,7 +12,7 @@ packages=(libvips-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-de
 python_packages=()
 for flag in "$@"; do
   case "$flag" in
-    --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl postgresql-15)
+    --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl postgresql-15 gdb)
             python_packages+=(blurhash tuspy websockets schemathesis==4.32.5) ;;
     --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk)
              python_packages+=(pillow websockets tuspy tuspyserver fastapi uvicorn uvloop httptools thumbor) ;;

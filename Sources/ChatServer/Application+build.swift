@@ -116,10 +116,16 @@ public struct ChatServices: Sendable {
                       interval: .seconds(configuration.uploadSweepIntervalSeconds), logger: logger)
     }
 
-    /// What runs beside the server: the sweeper, and the runner that processes uploads.
+    /// What runs beside the server: the sweeper, the runner that processes uploads, the metrics
+    /// sampler, and what closes the database once they have stopped.
     func backgroundServices(logger: Logger) -> [any Service] {
-        [uploadSweeper(logger: logger), processingRunner(logger: logger), MetricsSampler(repositories: repositories),
-         DatabaseCloser(close: repositories.close)]
+        let broker = broker, repositories = repositories
+        // Shut down in reverse order: the database closes last, after the room-event listener.
+        return [DatabaseCloser(close: {
+                    await broker.stop()
+                    repositories.close()
+                }),
+                uploadSweeper(logger: logger), processingRunner(logger: logger), MetricsSampler(repositories: repositories)]
     }
 
     /// The service that processes completed uploads from the job queue.

@@ -6,6 +6,7 @@ import MediagatePostgres
 import MediagateSQLite
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// Every repository of one database engine, chosen by the configuration's `database`: SQLite
 /// in the data directory (the embedded default), or a PostgreSQL server that several nodes
@@ -64,23 +65,39 @@ struct Repositories: Sendable {
     }
 }
 
-/// Closes the database's connections when the application shuts down.
+/// Closes the database's connections when the application shuts down, after everything that
+/// uses them: a service group shuts its services down in reverse order, so this one goes first
+/// in the list. (Last, it closed the pool under the job runner and the sweeper, whose queries
+/// then waited on a pool that no longer ran.)
 struct DatabaseCloser: Service {
-    let close: @Sendable () -> Void
+    let close: @Sendable () async -> Void
 
     func run() async throws {
         try? await gracefulShutdown()
-        close()
+        await close()
     }
 }
 
 /// `GET /readyz`: whether this node can serve traffic. The database must answer a query and the
 /// data directory (upload bytes, blobs) must take a file, each within `timeout`; a load
 /// balancer stops sending requests to a node that cannot.
-struct Readiness: Sendable {
+///
+/// The answer never waits longer than `timeout`: a probe still running then counts as failing
+/// and is left to finish on its own (a query waiting for a connection to a database that
+/// refuses them can wait a minute, and cancelling it does not end that wait). While it runs,
+/// later checks fail at once instead of queueing more probes behind it.
+final class Readiness: Sendable {
     let repositories: Repositories
     let dataDirectory: String
-    var timeout: Duration = .seconds(2)
+    let timeout: Duration
+    private let database = InFlightProbe()
+    private let storage = InFlightProbe()
+
+    init(repositories: Repositories, dataDirectory: String, timeout: Duration = .seconds(2)) {
+        self.repositories = repositories
+        self.dataDirectory = dataDirectory
+        self.timeout = timeout
+    }
 
     struct Report: Sendable {
         var failing: [String]
@@ -88,34 +105,58 @@ struct Readiness: Sendable {
     }
 
     func check() async -> Report {
-        async let database = passes(repositories.ping)
-        async let storage = passes { try await writeProbe() }
+        let repositories = repositories
+        async let databasePasses = database.passes(within: timeout) { try await repositories.ping() }
+        async let storagePasses = storage.passes(within: timeout) { [dataDirectory] in try await Self.writeProbe(in: dataDirectory) }
         var failing: [String] = []
-        if await !database { failing.append("database") }
-        if await !storage { failing.append("storage") }
+        if await !databasePasses { failing.append("database") }
+        if await !storagePasses { failing.append("storage") }
         return Report(failing: failing, engine: repositories.engine)
     }
 
-    private func writeProbe() async throws {
+    /// A thread of the probe's own: on the shared I/O pool, a node busy hashing and writing
+    /// uploads answered "not ready" (seen under test load), and a balancer that drops busy
+    /// nodes moves their load onto the others.
+    private static let probeThread: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        return pool
+    }()
+
+    private static func writeProbe(in dataDirectory: String) async throws {
         let path = (dataDirectory as NSString).appendingPathComponent(".readyz-\(getpid())")
-        try await NIOThreadPool.singleton.runIfActive {
+        try await probeThread.runIfActive {
             let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard descriptor >= 0 else { throw SystemCallError("open", errno) }
             close(descriptor)
             unlink(path)
         }
     }
+}
 
-    private func passes(_ probe: @escaping @Sendable () async throws -> Void) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await probe()) != nil }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
+/// One kind of readiness probe: at most one running, and an answer within a time limit.
+private final class InFlightProbe: Sendable {
+    private let running = Mutex(false)
+
+    func passes(within timeout: Duration, _ probe: @escaping @Sendable () async throws -> Void) async -> Bool {
+        guard running.withLock({ wasRunning in
+            defer { wasRunning = true }
+            return !wasRunning
+        }) else { return false }
+        let answer = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+        let answerOnce: @Sendable (Bool) -> Void = { passed in answer.withLock { $0.take() }?.resume(returning: passed) }
+        return await withCheckedContinuation { continuation in
+            answer.withLock { $0 = continuation }
+            // Unstructured on purpose: the answer must not wait for a probe that will not end.
+            Task {
+                let passed = (try? await probe()) != nil
+                self.running.withLock { $0 = false }
+                answerOnce(passed)
             }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
+            Task {
+                try? await Task.sleep(for: timeout)
+                answerOnce(false)
+            }
         }
     }
 }

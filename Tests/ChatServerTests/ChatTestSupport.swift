@@ -167,9 +167,10 @@ final class TestSocket: Sendable {
         try await outbound.write(.text(text))
     }
 
+    /// Closes from this end and waits (bounded) for the server's close.
     func close() async throws -> WebSocketCloseFrame? {
         if let outbound = writer.value.withLock({ $0 }) { try? await outbound.close(.normalClosure, reason: nil) }
-        return try await task.value
+        return try await waitForClose()
     }
 
     /// Waits for the server to close the connection, returning its close frame; throws after

@@ -55,7 +55,7 @@ struct UploadCommandTests {
         // Everyone in the room saw them live.
         try await Task.sleep(for: .milliseconds(300))
         gateway.stop()
-        let received = String(decoding: frames.readDataToEndOfFile(), as: UTF8.self)
+        let received = String(decoding: try await offPool { frames.readDataToEndOfFile() }, as: UTF8.self)
         let live = received.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             .filter { $0["type"] as? String == "message" && $0["attachment"] is [String: Any] }
         #expect(Set(live.compactMap { $0["file_name"] as? String }) == Set(names))

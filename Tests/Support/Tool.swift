@@ -1,4 +1,5 @@
 import Foundation
+import MediaPipeline
 
 /// Runs an installed command-line tool (`ffprobe`, `vipsheader`, `file`, `exiftool`, …), the
 /// independent witnesses our results are checked against.
@@ -56,6 +57,9 @@ public enum Tool {
         }
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        // Nothing else: a tool that outlives us here (the PostgreSQL server the tests start)
+        // holding another test's pipe would keep that test waiting for end-of-file forever.
+        SpawnActions.closeInheritedDescriptors(&actions)
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0

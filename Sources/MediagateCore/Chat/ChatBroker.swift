@@ -19,6 +19,12 @@ package enum RoomEvent: Sendable, Equatable {
 /// what is published, in the order it was published per room.
 package protocol ChatBroker: Sendable {
     func publish(_ event: RoomEvent) async
+    /// Stops receiving other nodes' events (at shutdown, before the database closes).
+    func stop() async
+}
+
+extension ChatBroker {
+    package func stop() async {}
 }
 
 /// One node: an event goes straight to this process's hub.
