@@ -84,8 +84,9 @@ struct DatabaseCloser: Service {
 ///
 /// The answer never waits longer than `timeout`: a probe still running then counts as failing
 /// and is left to finish on its own (a query waiting for a connection to a database that
-/// refuses them can wait a minute, and cancelling it does not end that wait). While it runs,
-/// later checks fail at once instead of queueing more probes behind it.
+/// refuses them can wait a minute or more, and cancelling it does not end that wait). While
+/// it runs, later checks fail at once instead of queueing more probes behind it, for up to
+/// 10 s; then a new probe starts beside it.
 final class Readiness: Sendable {
     let repositories: Repositories
     let dataDirectory: String
@@ -134,14 +135,18 @@ final class Readiness: Sendable {
     }
 }
 
-/// One kind of readiness probe: at most one running, and an answer within a time limit.
+/// One kind of readiness probe: an answer within a time limit, and probes that outlive it
+/// bounded (one at a time, a new one only once the last is `abandonAfter` old).
 private final class InFlightProbe: Sendable {
-    private let running = Mutex(false)
+    private let startedAt = Mutex<ContinuousClock.Instant?>(nil)
+    private let abandonAfter: Duration = .seconds(10)
 
     func passes(within timeout: Duration, _ probe: @escaping @Sendable () async throws -> Void) async -> Bool {
-        guard running.withLock({ wasRunning in
-            defer { wasRunning = true }
-            return !wasRunning
+        let now = ContinuousClock.now
+        guard startedAt.withLock({ started in
+            if let started, now - started < abandonAfter { return false }
+            started = now
+            return true
         }) else { return false }
         let answer = Mutex<CheckedContinuation<Bool, Never>?>(nil)
         let answerOnce: @Sendable (Bool) -> Void = { passed in answer.withLock { $0.take() }?.resume(returning: passed) }
@@ -150,7 +155,7 @@ private final class InFlightProbe: Sendable {
             // Unstructured on purpose: the answer must not wait for a probe that will not end.
             Task {
                 let passed = (try? await probe()) != nil
-                self.running.withLock { $0 = false }
+                self.startedAt.withLock { if $0 == now { $0 = nil } }
                 answerOnce(passed)
             }
             Task {
