@@ -134,7 +134,9 @@ final class TestSocket: Sendable {
         task = Task {
             defer { readyContinuation.finish() }
             do {
-                return try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)\(path)", logger: Logger(label: "test-ws")) { inbound, outbound, _ in
+                // Frames up to 1 MiB, the server's own limit (the client's default is 16 KiB).
+                return try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)\(path)", configuration: .init(maxFrameSize: 1 << 20),
+                                                         logger: Logger(label: "test-ws")) { inbound, outbound, _ in
                     writer.value.withLock { $0 = outbound }
                     readyContinuation.yield(true)
                     for try await message in inbound.messages(maxSize: 1 << 20) {

@@ -1,5 +1,8 @@
 @testable import ChatServer
 import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
 import MediagateTestSupport
 import Testing
 @testable import MediagateCore
@@ -31,31 +34,66 @@ struct ConfigurationAndHubTests {
         #expect(throws: (any Error).self) { try ChatConfiguration.load(file: file.path).validate() }
     }
 
-    @Test("a socket that stops reading is dropped once its queue is full, not buffered without bound")
-    func slowConsumer() async throws {
-        let connection = ChatConnection(user: User(id: 1, username: "slow"), roomId: 1, session: nil, maxQueuedFrames: 16)
-        var accepted = 0
-        for n in 0..<100 where connection.send("frame \(n)") { accepted += 1 }
-        #expect(accepted == 16)
-        #expect(connection.reason == .tooSlow)
-        // What was queued is still delivered, then the stream ends (and the socket closes with 4008).
-        var drained = 0
-        for await _ in connection.outbox { drained += 1 }
-        #expect(drained == 16)
-        #expect(!connection.send("after"))
+    /// A connection writing to a NIO channel that keeps what is written (no socket under it),
+    /// on an event loop of its own that runs what it is handed when told to.
+    static func connection(_ id: Int64, room: Int64 = 7, maxQueuedFrames: Int) -> (ChatConnection, NIOAsyncTestingChannel) {
+        let channel = NIOAsyncTestingChannel()
+        let sink = ChannelFrameSink(channel: channel, maxQueuedFrames: maxQueuedFrames)
+        return (ChatConnection(user: User(id: id, username: "user\(id)"), roomId: room, session: nil, sink: sink), channel)
     }
 
-    @Test("the hub drops only the slow socket; the others keep receiving")
+    static func written(_ channel: NIOAsyncTestingChannel) async throws -> [String] {
+        await channel.testingEventLoop.run()
+        var texts: [String] = []
+        while let frame = try await channel.readOutbound(as: WebSocketFrame.self) {
+            #expect(frame.opcode == .text && frame.fin)
+            texts.append(String(buffer: frame.data))
+        }
+        return texts
+    }
+
+    @Test("a socket that stops reading is dropped once its queue is full, not buffered without bound")
+    func slowConsumer() async throws {
+        let (connection, channel) = Self.connection(1, maxQueuedFrames: 16)
+        // While the channel takes writes, nothing is counted against the client.
+        for n in 0..<1000 { #expect(connection.send("early \(n)")) }
+        #expect(try await Self.written(channel).count == 1000)
+        // Past the channel's high-water mark: 16 more frames, then the connection closes as too slow.
+        channel.isWritable = false
+        for n in 0..<100 { connection.send("frame \(n)") }
+        #expect(try await Self.written(channel) == (0..<16).map { "frame \($0)" })
+        #expect(connection.reason == .tooSlow)
+        #expect(!connection.send("after"))
+        #expect(await connection.closed() == .tooSlow)
+    }
+
+    @Test("the hub drops only the slow socket; the others keep receiving, in order")
     func hubDropsSlowSocket() async throws {
         let hub = ChatHub(typingTimeout: .seconds(1))
-        let slow = ChatConnection(user: User(id: 1, username: "slow"), roomId: 7, session: nil, maxQueuedFrames: 16)
-        let fast = ChatConnection(user: User(id: 2, username: "fast"), roomId: 7, session: nil, maxQueuedFrames: 1024)
+        let (slow, slowChannel) = Self.connection(1, maxQueuedFrames: 16)
+        let (fast, fastChannel) = Self.connection(2, maxQueuedFrames: 16)
         await hub.join(slow)
         await hub.join(fast)
+        slowChannel.isWritable = false
         for n in 0..<100 { await hub.broadcast("m\(n)", roomId: 7) }
+        await slowChannel.testingEventLoop.run()
         #expect(slow.reason == .tooSlow)
         #expect(fast.reason == nil)
+        #expect(try await Self.written(slowChannel).count == 16)
+        #expect(try await Self.written(fastChannel) == (0..<100).map { "m\($0)" })
         let reached = await hub.broadcast("last", roomId: 7)
         #expect(reached == [2])
+    }
+
+    @Test("a frame encoded once is byte for byte what NIO's WebSocket encoder writes, at every length boundary",
+          arguments: [0, 1, 125, 126, 127, 65_535, 65_536, 200_000])
+    func encodedOnce(length: Int) throws {
+        let text = ByteBuffer(repeating: UInt8(ascii: "a"), count: length)
+        let channel = EmbeddedChannel(handler: WebSocketFrameEncoder())
+        try channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: text)).wait()
+        var expected = ByteBuffer()
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { expected.writeBuffer(&part) }
+        #expect(OutboundFrame(text).wire == expected)
+        #expect(OutboundFrame(text).text == text)
     }
 }

@@ -198,3 +198,119 @@ struct WebSocketTests {
         }
     }
 }
+
+/// A client that completes the WebSocket upgrade and then reads nothing, with a small receive
+/// buffer: what a phone on a dead network looks like to the server. Raw socket, no library.
+final class StalledSocket: @unchecked Sendable {
+    // @unchecked: one descriptor, used by one task at a time.
+    let descriptor: Int32
+
+    init(port: Int, path: String) throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var small: Int32 = 4096
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TimeoutError(description: "connect: \(errno)") }
+        let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        _ = request.withCString { send(descriptor, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Drops the connection with a reset (SO_LINGER 0), as a phone losing its network does.
+    func reset() {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(descriptor)
+    }
+
+    /// Reads until the server's close frame (or the connection's end, or `seconds` of
+    /// silence): the HTTP status line of the upgrade, the close frame's status code, and how
+    /// many frames came before it.
+    func drainUntilClosed(timeout seconds: Int = 15) -> (status: String, closeCode: UInt16?, frames: Int) {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count > 0 { bytes += buffer[..<count] }
+            let parsed = Self.parse(bytes)
+            if parsed.closeCode != nil || count <= 0 { return parsed }
+        }
+    }
+
+    private static func parse(_ bytes: [UInt8]) -> (status: String, closeCode: UInt16?, frames: Int) {
+        guard let headEnd = bytes.firstRange(of: Array("\r\n\r\n".utf8)) else { return ("", nil, 0) }
+        let status = String(decoding: bytes[..<headEnd.lowerBound], as: UTF8.self).components(separatedBy: "\r\n").first ?? ""
+        // Server frames are unmasked: opcode, then a 7-, 16- or 64-bit length.
+        var index = headEnd.upperBound, frames = 0
+        while index + 2 <= bytes.count {
+            let opcode = bytes[index] & 0x0F
+            var length = Int(bytes[index + 1] & 0x7F), header = 2
+            if length == 126 {
+                guard index + 4 <= bytes.count else { break }
+                length = Int(bytes[index + 2]) << 8 | Int(bytes[index + 3])
+                header = 4
+            } else if length == 127 {
+                guard index + 10 <= bytes.count else { break }
+                length = bytes[(index + 2)..<(index + 10)].reduce(0) { $0 << 8 | Int($1) }
+                header = 10
+            }
+            guard index + header + length <= bytes.count else { break }
+            if opcode == 0x8, length >= 2 {
+                return (status, UInt16(bytes[index + header]) << 8 | UInt16(bytes[index + header + 1]), frames)
+            }
+            frames += 1
+            index += header + length
+        }
+        return (status, nil, frames)
+    }
+}
+
+@Suite("a client that stops reading")
+struct StalledClientTests {
+    @Test("over a real socket: closed with 4008 once its channel holds its quota, while the room goes on receiving")
+    // 3.6 MB through a debug build: seconds, not milliseconds.
+    func stalledClientIsClosed() async throws {
+        let app = try await buildApplication(try testConfiguration {
+            $0.maxQueuedFramesPerSocket = 16
+            $0.rateLimits = .none
+        })
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let alice = try await client.register("alice")
+            let bob = try await client.register("bob")
+            let room = try await client.createRoom("busy", token: alice.access, members: ["bob"])
+            let stalled = try StalledSocket(port: port, path: "/ws/chat/\(room)?token=\(bob.access)")
+            let aliceSocket = try await TestSocket(port: port, path: "/ws/chat/\(room)?token=\(alice.access)")
+            // 400 messages of 9,000 characters (3.6 MB): more than the stalled socket's kernel
+            // buffers and its channel's 64 KiB hold, past which it may take 16 frames more.
+            // Alice waits for each of her messages to come back before the next: her socket
+            // keeps up, only Bob's falls behind.
+            let text = String(repeating: "x", count: 9000)
+            for n in 0..<400 {
+                try await aliceSocket.send(["type": "message", "content": "\(n) \(text)"])
+                _ = try await aliceSocket.inbox.next("message") { ($0["content"] as? String)?.hasPrefix("\(n) ") == true }
+            }
+            let outcome = try await offPool { stalled.drainUntilClosed() }
+            #expect(outcome.status.hasPrefix("HTTP/1.1 101"))
+            #expect(outcome.closeCode == 4008, "\(outcome)")
+            #expect(outcome.frames > 16 && outcome.frames < 400, "what reached the stalled client before its close: \(outcome.frames)")
+            // A socket reset by its client ends its task too: the server still stops when the
+            // test ends (its reader once threw and left the socket's task waiting forever).
+            let dropped = try StalledSocket(port: port, path: "/ws/chat/\(room)?token=\(bob.access)")
+            try await Task.sleep(for: .milliseconds(300))
+            dropped.reset()
+            try await aliceSocket.send(["type": "message", "content": "after the reset"])
+            _ = try await aliceSocket.inbox.next("message") { $0["content"] as? String == "after the reset" }
+            _ = try await aliceSocket.close()
+        }
+    }
+}

@@ -54,7 +54,8 @@ struct ChatSocket: Sendable {
             return .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
             let (grant, room) = try await authorise(context.request, context: context.requestContext, upgraded: true)
-            try await run(grant: grant, room: room, inbound: inbound, outbound: outbound)
+            let sink = ChannelFrameSink(channel: context.requestContext.channel, maxQueuedFrames: maxQueuedFrames)
+            try await run(grant: grant, room: room, sink: sink, inbound: inbound, outbound: outbound)
         }
     }
 
@@ -75,9 +76,10 @@ struct ChatSocket: Sendable {
         return try await access.enter(roomId: roomId, userId: grant.user.id)
     }
 
-    private func run(grant: AccessGrant, room: Room, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+    private func run(grant: AccessGrant, room: Room, sink: ChannelFrameSink, inbound: WebSocketInboundStream,
+                     outbound: WebSocketOutboundWriter) async throws {
         let user = grant.user
-        let connection = ChatConnection(user: user, roomId: room.id, session: grant.session, maxQueuedFrames: maxQueuedFrames)
+        let connection = ChatConnection(user: user, roomId: room.id, session: grant.session, sink: sink)
         guard await hub.join(connection) else {
             try await outbound.close(.policyViolation, reason: "too many sockets open for this user")
             return
@@ -93,31 +95,23 @@ struct ChatSocket: Sendable {
         await hub.leave(connection)
     }
 
-    private enum Role { case writer, reader }
-
+    /// Reads the client's frames until anything closes the connection, then sends the matching
+    /// close frame. Frames to the client do not pass through here: the hub writes them to the
+    /// channel (``ChannelFrameSink``).
     private func serve(_ connection: ChatConnection, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
-        try await withThrowingTaskGroup(of: Role.self) { group in
-            // Writer: the only task that writes to the socket, draining the bounded outbox. It
-            // ends when anything closes the connection, and sends the matching close frame.
+        try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                for await frame in connection.outbox {
-                    try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame)))
-                }
-                switch connection.reason {
-                case .tooSlow: try await outbound.close(Self.tooSlowCloseCode, reason: "client too slow")
-                case .sessionEnded: try await outbound.close(Self.sessionEndedCloseCode, reason: "logged out")
-                case .flooding: try await outbound.close(.policyViolation, reason: "over the message rate limit")
-                case .shutdown, nil: try await outbound.close(.normalClosure, reason: nil)
-                }
-                return .writer
-            }
-            group.addTask {
+                // The client went away, cleanly or not: a reset connection makes the read throw,
+                // and a close not made here then left this socket's task waiting for good.
+                defer { connection.close(.shutdown) }
                 try await readFrames(inbound, connection: connection)
-                connection.close(.shutdown) // the client went away
-                return .reader
             }
-            while let role = try await group.next() {
-                if role == .writer { break }
+            // Queued on the channel's loop after every frame already written to it.
+            switch await connection.closed() {
+            case .tooSlow: try? await outbound.close(Self.tooSlowCloseCode, reason: "client too slow")
+            case .sessionEnded: try? await outbound.close(Self.sessionEndedCloseCode, reason: "logged out")
+            case .flooding: try? await outbound.close(.policyViolation, reason: "over the message rate limit")
+            case .shutdown: try? await outbound.close(.normalClosure, reason: nil)
             }
             group.cancelAll()
         }
@@ -252,5 +246,57 @@ final class UpgradeRefusal: ChannelOutboundHandler, RemovableChannelHandler, Sen
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: promise)
         context.pipeline.syncOperations.removeHandler(self, promise: nil)
+    }
+}
+
+/// A WebSocket's channel as the hub writes to it: each frame written and flushed on the
+/// channel's event loop, by whoever is on it, with no task per socket.
+///
+/// The frame's wire bytes (``OutboundFrame/wire``, framed once per broadcast) enter the
+/// pipeline just below NIO's `WebSocketFrameEncoder`, which would frame them again for every
+/// socket. Frames from Hummingbird's writer (pings, the close frame) still pass through it.
+///
+/// Back-pressure: the channel buffers what the kernel does not take yet; once that passes its
+/// high-water mark (64 KiB) the channel stops being writable, and from then on at most
+/// `maxQueuedFrames` more frames are accepted before the client counts as too slow and is
+/// closed (4008). A client that stops reading costs a bounded amount of memory.
+final class ChannelFrameSink: FrameSink {
+    let channel: any Channel
+    let maxQueuedFrames: Int
+    private let loopState: NIOLoopBoundBox<LoopState>
+
+    private struct LoopState {
+        var framesWhileUnwritable = 0
+        /// Where framed bytes enter: below the frame encoder. Looked up on the first write
+        /// (the pipeline is only read on its loop); nil when there is no encoder to skip.
+        var belowEncoder: ChannelHandlerContext?
+        var lookedUp = false
+    }
+
+    init(channel: any Channel, maxQueuedFrames: Int) {
+        self.channel = channel
+        self.maxQueuedFrames = maxQueuedFrames
+        loopState = NIOLoopBoundBox.makeBoxSendingValue(LoopState(), as: LoopState.self, eventLoop: channel.eventLoop)
+    }
+
+    var eventLoop: any EventLoop { channel.eventLoop }
+
+    func write(_ frame: OutboundFrame) -> Bool {
+        if channel.isWritable {
+            loopState.value.framesWhileUnwritable = 0
+        } else {
+            loopState.value.framesWhileUnwritable += 1
+            if loopState.value.framesWhileUnwritable > maxQueuedFrames { return false }
+        }
+        if !loopState.value.lookedUp {
+            loopState.value.lookedUp = true
+            loopState.value.belowEncoder = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+        }
+        if let encoder = loopState.value.belowEncoder {
+            encoder.writeAndFlush(NIOAny(frame.wire), promise: nil)
+        } else {
+            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: frame.text), promise: nil)
+        }
+        return true
     }
 }

@@ -4,7 +4,54 @@ import Metrics
 import NIOCore
 import Synchronization
 
-/// One open WebSocket, as the hub sees it: who, which room, and a bounded queue of frames.
+/// Where one connection's frames are written: a WebSocket's channel, on its own event loop.
+package protocol FrameSink: Sendable {
+    /// The loop ``write(_:)`` runs on; the hub hands each broadcast to each loop once.
+    var eventLoop: any EventLoop { get }
+    /// On ``eventLoop`` only: writes and flushes one text frame. False when the client reads
+    /// too slowly to take it (the connection is then closed as too slow).
+    func write(_ frame: OutboundFrame) -> Bool
+}
+
+/// A text frame for the sockets, encoded once however many sockets it goes to: its JSON, and
+/// the whole WebSocket frame as it goes on the wire (RFC 6455 §5.2: final, text, unmasked, the
+/// server's side), so a broadcast to a thousand sockets writes the same bytes a thousand times
+/// instead of framing them a thousand times.
+package struct OutboundFrame: Sendable {
+    package let text: ByteBuffer
+    package let wire: ByteBuffer
+
+    package init(_ text: ByteBuffer) {
+        self.text = text
+        var wire = ByteBuffer()
+        wire.reserveCapacity(text.readableBytes + 10)
+        wire.writeInteger(UInt8(0x81)) // FIN, opcode 1 (text)
+        switch text.readableBytes {
+        case ..<126:
+            wire.writeInteger(UInt8(text.readableBytes))
+        case ...0xFFFF:
+            wire.writeInteger(UInt8(126))
+            wire.writeInteger(UInt16(text.readableBytes))
+        default:
+            wire.writeInteger(UInt8(127))
+            wire.writeInteger(UInt64(text.readableBytes))
+        }
+        var payload = text
+        wire.writeBuffer(&payload)
+        self.wire = wire
+    }
+
+    package init(_ text: String) {
+        self.init(ByteBuffer(string: text))
+    }
+}
+
+/// One open WebSocket, as the hub sees it: who, which room, and where its frames go.
+///
+/// Frames are written straight to the socket's channel on its event loop: a broadcast costs one
+/// hop per event loop and one write per socket, with no task per socket in between (a task per
+/// socket draining a queue cost a wake-up and a loop hop per frame). What bounds a client that
+/// stops reading is the sink (``FrameSink/write(_:)``), which refuses past its limit.
 package final class ChatConnection: Sendable {
     /// Why the server ends a connection.
     package enum CloseReason: Sendable, Equatable {
@@ -21,44 +68,75 @@ package final class ChatConnection: Sendable {
     package let roomId: Int64
     /// The login (refresh-token family) whose access token opened the socket.
     package let session: String?
-    /// Encoded text frames. A broadcast encodes its frame once and every connection shares the bytes.
-    package let outbox: AsyncStream<ByteBuffer>
-    private let continuation: AsyncStream<ByteBuffer>.Continuation
-    private let closeReason = Mutex<CloseReason?>(nil)
+    private let sink: any FrameSink
+    /// The sink's loop, kept: asked for on every write and at every broadcast.
+    package let eventLoop: any EventLoop
+    private let state = Mutex(State())
 
-    package init(user: User, roomId: Int64, session: String?, maxQueuedFrames: Int) {
+    private struct State {
+        var reason: CloseReason?
+        var waiter: CheckedContinuation<CloseReason, Never>?
+    }
+
+    package init(user: User, roomId: Int64, session: String?, sink: any FrameSink) {
         self.user = user
         self.roomId = roomId
         self.session = session
-        // A client that stops reading must not make the server buffer without bound: past
-        // `maxQueuedFrames` the frame is refused and the connection is closed as too slow.
-        (outbox, continuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .bufferingOldest(maxQueuedFrames))
+        self.sink = sink
+        eventLoop = sink.eventLoop
     }
 
-    /// Queues a frame; false when the client is too slow (and is now being dropped) or gone.
+    /// Sends a frame, from any thread; false when the connection is closed already.
     @discardableResult
     package func send(_ frame: String) -> Bool {
-        send(ByteBuffer(string: frame))
+        send(OutboundFrame(frame))
     }
 
     @discardableResult
-    package func send(_ frame: ByteBuffer) -> Bool {
-        switch continuation.yield(frame) {
-        case .enqueued: return true
-        case .dropped:
-            close(.tooSlow)
-            return false
-        case .terminated: return false
-        @unknown default: return false
+    package func send(_ frame: OutboundFrame) -> Bool {
+        guard reason == nil else { return false }
+        if eventLoop.inEventLoop {
+            writeOnLoop(frame)
+        } else {
+            eventLoop.execute { self.writeOnLoop(frame) }
+        }
+        return true
+    }
+
+    /// On ``eventLoop``: writes the frame unless the connection has closed; a sink that refuses
+    /// it (the client too slow) closes the connection.
+    package func writeOnLoop(_ frame: OutboundFrame) {
+        guard reason == nil else { return }
+        if !sink.write(frame) { close(.tooSlow) }
+    }
+
+    /// Ends the connection (the first reason given is the one kept); ``closed()`` returns.
+    package func close(_ reason: CloseReason) {
+        state.withLock { state -> CheckedContinuation<CloseReason, Never>? in
+            if state.reason == nil { state.reason = reason }
+            defer { state.waiter = nil }
+            return state.waiter
+        }?.resume(returning: self.reason ?? reason)
+    }
+
+    package var reason: CloseReason? { state.withLock { $0.reason } }
+
+    /// Returns why, once anything closes the connection; cancelling the waiting task closes it
+    /// as `.shutdown` (the server stopping).
+    package func closed() async -> CloseReason {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let already = state.withLock { state -> CloseReason? in
+                    if let reason = state.reason { return reason }
+                    state.waiter = continuation
+                    return nil
+                }
+                if let already { continuation.resume(returning: already) }
+            }
+        } onCancel: {
+            close(.shutdown)
         }
     }
-
-    package func close(_ reason: CloseReason) {
-        closeReason.withLock { if $0 == nil { $0 = reason } }
-        continuation.finish()
-    }
-
-    package var reason: CloseReason? { closeReason.withLock { $0 } }
 }
 
 /// Who is connected to which room on this node, and delivery of room events to them. Also the
@@ -146,7 +224,7 @@ package actor ChatHub {
                 await deliveryObserver(Delivery(roomId: roomId, messageId: messageId, senderId: senderId, reached: reached))
             }
         case .toUser(let roomId, let userId, let frame):
-            let buffer = ByteBuffer(string: frame)
+            let buffer = OutboundFrame(frame)
             for connection in rooms[roomId]?.values ?? [:].values where connection.user.id == userId {
                 connection.send(buffer)
             }
@@ -162,13 +240,27 @@ package actor ChatHub {
         }
     }
 
-    /// Sends `frame` to every socket in the room (but `except`); returns the users it reached.
+    /// Sends `frame` to every socket in the room (but `except`); returns the users with an open
+    /// socket it went to.
+    ///
+    /// The frame is encoded once, and each event loop is handed the room's sockets on it in one
+    /// go: a thousand sockets on two loops cost two hops, not a thousand.
     @discardableResult
     package func broadcast(_ frame: String, roomId: Int64, except: UUID? = nil) -> Set<Int64> {
+        guard let sockets = rooms[roomId] else { return [] }
+        let frame = OutboundFrame(frame)
         var reached = Set<Int64>()
-        let frame = ByteBuffer(string: frame)
-        for connection in rooms[roomId]?.values ?? [:].values where connection.id != except {
-            if connection.send(frame) { reached.insert(connection.user.id) }
+        var byLoop: [ObjectIdentifier: (loop: any EventLoop, connections: [ChatConnection])] = [:]
+        for connection in sockets.values where connection.id != except && connection.reason == nil {
+            reached.insert(connection.user.id)
+            let loop = connection.eventLoop
+            byLoop[ObjectIdentifier(loop), default: (loop, [])].connections.append(connection)
+        }
+        for group in byLoop.values {
+            let connections = group.connections
+            group.loop.execute {
+                for connection in connections { connection.writeOnLoop(frame) }
+            }
         }
         return reached
     }
