@@ -14,7 +14,7 @@ for flag in "$@"; do
   case "$flag" in
     --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl postgresql-15 gdb)
             python_packages+=(blurhash tuspy websockets schemathesis==4.32.5) ;;
-    --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk)
+    --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk nodejs node-express node-ws)
              python_packages+=(pillow websockets tuspy tuspyserver fastapi uvicorn uvloop httptools thumbor) ;;
     --cluster) packages+=(postgresql-15 nginx-light)
                python_packages+=(websockets) ;;

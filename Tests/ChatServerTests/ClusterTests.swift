@@ -111,7 +111,8 @@ struct ReadinessTests {
             _ = try await PostgresServer.psql(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(name)'")
             let asked = ContinuousClock.now
             let down = try await client.call(.get, "/readyz")
-            #expect(ContinuousClock.now - asked < .seconds(4), "the answer waits for no probe past its 2 s")
+            // 2 s and some on a loaded machine; waiting for the stuck query was a minute or more.
+            #expect(ContinuousClock.now - asked < .seconds(10), "the answer waits for no probe past its 2 s")
             #expect(down.status == .serviceUnavailable && down.object["failing"] as? [String] == ["database"], "\(down.object)")
             _ = try await PostgresServer.psql(admin, "ALTER DATABASE \(name) ALLOW_CONNECTIONS true")
             // The pool retries connecting with a growing pause (seen: 3, 5, 7, 10, 14 s): ready
