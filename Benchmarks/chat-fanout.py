@@ -25,7 +25,7 @@ Needs: pip install websockets; apt nodejs node-express node-ws (scripts/install-
 """
 import asyncio, json, os, resource, subprocess, tempfile, time
 
-from benchlib import BINARY, NO_RATE_LIMITS, ROOT, call, cpu_seconds, free_port, peak_rss_mib, percentile
+from benchlib import BINARY, NO_RATE_LIMITS, ROOT, call, cpu_seconds, cpu_split, free_port, peak_rss_mib, percentile
 from websockets.asyncio.client import connect
 
 SOCKETS = int(os.environ.get("SOCKETS", 1000))
@@ -114,11 +114,15 @@ def run(kind):
         connect_seconds = time.perf_counter() - started
 
         total = int(RATE * SECONDS)
-        server_cpu_before = [cpu_seconds(server.pid) for server in servers]
+        server_cpu_before = [cpu_split(server.pid) for server in servers]
         receiver_cpu_before = sum(cpu_seconds(receiver.pid) for receiver in receivers)
         parent_cpu_before = time.process_time()
         elapsed = asyncio.run(send_messages(ports[0], room, tokens[0], total))
-        server_cpu = sum(cpu_seconds(server.pid) - before for server, before in zip(servers, server_cpu_before))
+        # User and kernel time apart: on loopback the kernel's share (TCP on both ends of
+        # every write) is most of a delivery, and it is the same work for any server.
+        server_user = sum(cpu_split(server.pid)[0] - before[0] for server, before in zip(servers, server_cpu_before))
+        server_kernel = sum(cpu_split(server.pid)[1] - before[1] for server, before in zip(servers, server_cpu_before))
+        server_cpu = server_user + server_kernel
         receiver_cpu = sum(cpu_seconds(receiver.pid) for receiver in receivers) - receiver_cpu_before
         parent_cpu = time.process_time() - parent_cpu_before
         server_rss = max(peak_rss_mib(server.pid) for server in servers)
@@ -152,7 +156,7 @@ def run(kind):
         first_ms = [1000 * value for value in first.values()]
         return {"kind": kind, "connected": connected, "connect_seconds": connect_seconds, "total": total, "expected": expected,
                 "delivered": delivered, "lost": expected - delivered, "ms": ms, "first_ms": first_ms, "elapsed": elapsed,
-                "server_cpu": server_cpu, "receiver_cpu": receiver_cpu, "parent_cpu": parent_cpu, "server_rss": server_rss,
+                "server_cpu": server_cpu, "server_user": server_user, "server_kernel": server_kernel, "receiver_cpu": receiver_cpu, "parent_cpu": parent_cpu, "server_rss": server_rss,
                 "shutdown_seconds": shutdown_seconds, "exit_statuses": [server.returncode for server in servers]}
     finally:
         for process in receivers + servers:
@@ -173,7 +177,9 @@ def describe(result):
     print(f"    {result['connected']} sockets connected in {result['connect_seconds']:.1f} s; delivered {result['delivered']}, lost {result['lost']}")
     print(f"    latency ms: p50 {percentile(ms, 0.50):.1f}  p90 {percentile(ms, 0.90):.1f}  p99 {percentile(ms, 0.99):.1f}  "
           f"max {max(ms) if ms else float('nan'):.1f}; first recipient p50 {percentile(first_ms, 0.50):.1f}  p99 {percentile(first_ms, 0.99):.1f}")
-    print(f"    server: CPU {100 * result['server_cpu'] / result['elapsed']:.0f}% of one core ({per_delivery:.2f} µs per delivery), "
+    user, kernel = (1e6 * result[key] / max(1, result["delivered"]) for key in ("server_user", "server_kernel"))
+    print(f"    server: CPU {100 * result['server_cpu'] / result['elapsed']:.0f}% of one core ({per_delivery:.2f} µs per delivery: "
+          f"{user:.2f} user + {kernel:.2f} kernel), "
           f"peak RSS {result['server_rss']:.0f} MiB; SIGTERM with the sockets open: exit {result['exit_statuses']} in {result['shutdown_seconds']:.1f} s")
     print(f"    load client: receiver CPU {100 * result['receiver_cpu'] / result['elapsed']:.0f}% of one core, "
           f"sender {100 * result['parent_cpu'] / result['elapsed']:.0f}%")
