@@ -18,7 +18,7 @@ build: deps
 run: build
 	.build/debug/mediagate $(ARGS)
 
-# PostgreSQL, three nodes and nginx round-robin on 127.0.0.1:8000 (scripts/cluster.py);
+# PostgreSQL, SeaweedFS (S3), three nodes and nginx round-robin on 127.0.0.1:8000 (scripts/cluster.py);
 # CLUSTER_ARGS=--check runs a message through every node and stops.
 cluster: build
 	scripts/install-deps.sh --cluster
@@ -37,7 +37,7 @@ test: test-deps
 
 # The release binary, which is what users run: every sample probed, the server answering an
 # upload (scripts/release-smoke.py), and schemathesis fuzzing every operation of
-# Docs/openapi.yaml against it (Tests/Fuzz), then three nodes on PostgreSQL behind nginx
+# Docs/openapi.yaml against it (Tests/Fuzz), then three nodes on PostgreSQL and S3 behind nginx
 # (scripts/cluster.py --check). CI runs it after the tests.
 smoke: test-deps
 	$(SWIFT) build -c release --product mediagate

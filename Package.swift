@@ -9,7 +9,7 @@ import PackageDescription
 //   MediagateWire the JSON and protocol vocabulary server and clients share (Attachment, messages, tus)
 //   MediaPipeline file in, Attachment out; knows nothing of HTTP
 //   MediagateCore the domain: services and the storage protocols they need; no HTTP, no SQL
-//   MediagateSQLite, MediagateDiskStorage  storage backends behind MediagateCore's protocols
+//   MediagateSQLite, MediagatePostgres, MediagateDiskStorage, MediagateS3  storage backends behind MediagateCore's protocols
 //   ChatServer    the HTTP and WebSocket layer (Hummingbird) over MediagateCore
 //   MediagateClient the tus/chat client on libcurl; never links libvips or FFmpeg
 //   mediagate     the command-line tool; parses arguments and calls the libraries
@@ -37,6 +37,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // MARK: C libraries
@@ -128,6 +129,21 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // Blobs in S3-compatible object storage, shared by every node: AWS Signature V4 and
+        // the S3 calls over AsyncHTTPClient (the mirror has no S3 SDK).
+        .target(
+            name: "MediagateS3",
+            dependencies: [
+                "MediagateCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "_NIOFileSystem", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         // The upload client: tus 1.0 with retries and resume, login and posting, on libcurl.
         .target(
@@ -139,7 +155,7 @@ let package = Package(
         .target(
             name: "ChatServer",
             dependencies: [
-                "MediaPipeline", "MediagateWire", "MediagateCore", "MediagateSQLite", "MediagatePostgres", "MediagateDiskStorage",
+                "MediaPipeline", "MediagateWire", "MediagateCore", "MediagateSQLite", "MediagatePostgres", "MediagateDiskStorage", "MediagateS3",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
@@ -180,7 +196,7 @@ let package = Package(
         .testTarget(
             name: "ChatServerTests",
             dependencies: [
-                "ChatServer", "MediagateCore", "MediagateSQLite", "MediagatePostgres", "MediagateDiskStorage", "MediagateWire", "MediaPipeline",
+                "ChatServer", "MediagateCore", "MediagateSQLite", "MediagatePostgres", "MediagateDiskStorage", "MediagateS3", "MediagateWire", "MediaPipeline",
                 "MediagateTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -95,7 +95,7 @@ NO_RATE_LIMITS = {name: {"perMinute": 0, "burst": 0}
 
 
 @contextlib.contextmanager
-def mediagate(data, *arguments, config=None):
+def mediagate(data, *arguments, config=None, env=None):
     """`mediagate serve` (release build) on a free port with its data in `data`; yields (process, base URL)."""
     os.makedirs(data, exist_ok=True)
     settings = {"passwordHashCost": 4, "maxFailedLoginsPerAddress": 1000, "rateLimits": NO_RATE_LIMITS,
@@ -104,7 +104,7 @@ def mediagate(data, *arguments, config=None):
         json.dump(settings, f)
     port = free_port()
     command = [BINARY, "serve", "--port", str(port), "--data-dir", data, "--config", os.path.join(data, "config.json"), *arguments]
-    with running(command, port, env={"LOG_LEVEL": "warning"}, health="/healthz") as process:
+    with running(command, port, env={"LOG_LEVEL": "warning", **(env or {})}, health="/healthz") as process:
         yield process, f"http://127.0.0.1:{port}"
 
 

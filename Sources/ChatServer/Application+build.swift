@@ -48,7 +48,10 @@ public struct ChatServices: Sendable {
     /// Thumbnail requests get their own pool with a short queue: past it, 503 rather than a pile-up.
     static let thumbnailWorkers = MediaWorkerPool(maxQueuedJobs: 64)
 
-    public init(configuration: ChatConfiguration, logger: Logger = Logger(label: "mediagate")) async throws {
+    /// `environment` is where secrets that stay out of the configuration come from: S3's
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    public init(configuration: ChatConfiguration, logger: Logger = Logger(label: "mediagate"),
+                environment: [String: String] = ProcessInfo.processInfo.environment) async throws {
         try configuration.validate()
         self.configuration = configuration
         _ = Observability.registry // before any metric is made
@@ -81,8 +84,7 @@ public struct ChatServices: Sendable {
         uploadStore = try DiskUploadStore(dataDirectory: configuration.dataDirectory)
         uploadLocker = InProcessUploadLocker()
         jobs = repositories.jobs
-        fileStore = FileStore(files: repositories.files,
-                              blobs: try DiskBlobStore(dataDirectory: configuration.dataDirectory))
+        fileStore = FileStore(files: repositories.files, blobs: try BlobStores.open(configuration, environment: environment))
         let limits = MediaLimits(timeLimit: .milliseconds(Int64(configuration.mediaTimeLimitSeconds * 1000)))
         let isolation = Self.decodeWorker(configuration)
         thumbnails = try Thumbnails(dataDirectory: configuration.dataDirectory,
@@ -178,7 +180,8 @@ public struct ChatRouters {
         router.add(middleware: JSONErrorMiddleware())
         router.get("healthz") { _, _ in ["status": "ok"] }
         router.get("metrics", use: Observability.endpoint(fromAnyAddress: configuration.metricsFromAnyAddress))
-        let readiness = Readiness(repositories: services.repositories, dataDirectory: configuration.dataDirectory)
+        let readiness = Readiness(repositories: services.repositories, dataDirectory: configuration.dataDirectory,
+                                  blobs: services.fileStore.blobs)
         router.get("readyz") { _, _ -> Response in
             let report = await readiness.check()
             let body: [String: JSONValue] = report.failing.isEmpty
@@ -243,9 +246,10 @@ public struct ChatRouters {
 ///   - configuration: Where to listen and keep data; see ``ChatConfiguration``.
 ///   - logger: The application's logger.
 public func buildApplication(
-    _ configuration: ChatConfiguration, logger: Logger = Logger(label: "mediagate")
+    _ configuration: ChatConfiguration, logger: Logger = Logger(label: "mediagate"),
+    environment: [String: String] = ProcessInfo.processInfo.environment
 ) async throws -> some ApplicationProtocol {
-    let services = try await ChatServices(configuration: configuration, logger: logger)
+    let services = try await ChatServices(configuration: configuration, logger: logger, environment: environment)
     let routers = ChatRouters(services: services)
     // Frames up to 1 MiB are read so that an oversized message gets an error frame instead of a
     // dropped connection; the server pings idle sockets every 30 s and closes those that do not

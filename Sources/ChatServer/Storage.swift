@@ -3,6 +3,7 @@ import Logging
 import MediagateCore
 import MediagateDiskStorage
 import MediagatePostgres
+import MediagateS3
 import MediagateSQLite
 import NIOPosix
 import ServiceLifecycle
@@ -65,6 +66,25 @@ struct Repositories: Sendable {
     }
 }
 
+/// Where stored files' bytes live, chosen by the configuration's `blobStore`: the data
+/// directory (the embedded default), or an S3 bucket every node shares, with a bounded cache
+/// of it on this node's disk.
+enum BlobStores {
+    static func open(_ configuration: ChatConfiguration, environment: [String: String]) throws -> any BlobStore {
+        guard let url = configuration.blobStore, !url.isEmpty else {
+            return try DiskBlobStore(dataDirectory: configuration.dataDirectory)
+        }
+        let location: S3Location
+        do { location = try S3Location(url: url, environment: environment) } catch { throw ConfigurationError(message: "blobStore: \(error)") }
+        guard let credentials = S3Credentials.fromEnvironment(environment) else {
+            throw ConfigurationError(message: "blobStore is S3: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        }
+        let cache = try BlobCache(directory: (configuration.dataDirectory as NSString).appendingPathComponent("blob-cache"),
+                                  maxBytes: configuration.blobCacheBytes)
+        return S3BlobStore(client: S3Client(location: location, credentials: credentials), cache: cache)
+    }
+}
+
 /// Closes the database's connections when the application shuts down, after everything that
 /// uses them: a service group shuts its services down in reverse order, so this one goes first
 /// in the list. (Last, it closed the pool under the job runner and the sweeper, whose queries
@@ -78,9 +98,10 @@ struct DatabaseCloser: Service {
     }
 }
 
-/// `GET /readyz`: whether this node can serve traffic. The database must answer a query and the
-/// data directory (upload bytes, blobs) must take a file, each within `timeout`; a load
-/// balancer stops sending requests to a node that cannot.
+/// `GET /readyz`: whether this node can serve traffic. The database must answer a query, the
+/// data directory (upload bytes, blobs or their cache) must take a file and the blob store
+/// answer (S3: the bucket), each within `timeout`; a load balancer stops sending requests to a
+/// node that cannot.
 ///
 /// The answer never waits longer than `timeout`: a probe still running then counts as failing
 /// and is left to finish on its own (a query waiting for a connection to a database that
@@ -90,13 +111,16 @@ struct DatabaseCloser: Service {
 final class Readiness: Sendable {
     let repositories: Repositories
     let dataDirectory: String
+    let blobs: any BlobStore
     let timeout: Duration
     private let database = InFlightProbe()
     private let storage = InFlightProbe()
+    private let blobStore = InFlightProbe()
 
-    init(repositories: Repositories, dataDirectory: String, timeout: Duration = .seconds(2)) {
+    init(repositories: Repositories, dataDirectory: String, blobs: any BlobStore, timeout: Duration = .seconds(2)) {
         self.repositories = repositories
         self.dataDirectory = dataDirectory
+        self.blobs = blobs
         self.timeout = timeout
     }
 
@@ -109,9 +133,11 @@ final class Readiness: Sendable {
         let repositories = repositories
         async let databasePasses = database.passes(within: timeout) { try await repositories.ping() }
         async let storagePasses = storage.passes(within: timeout) { [dataDirectory] in try await Self.writeProbe(in: dataDirectory) }
+        async let blobsPass = blobStore.passes(within: timeout) { [blobs] in try await blobs.checkReachable() }
         var failing: [String] = []
         if await !databasePasses { failing.append("database") }
         if await !storagePasses { failing.append("storage") }
+        if await !blobsPass { failing.append("blob_store") }
         return Report(failing: failing, engine: repositories.engine)
     }
 

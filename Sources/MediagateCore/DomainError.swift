@@ -20,6 +20,8 @@ package enum DomainError: Error, Equatable, Sendable {
     case rateLimited(retryAfter: Int, what: String)
     /// The server's disk is down to its floor.
     case insufficientStorage
+    /// The object store cannot be reached or refused the server; worth a retry shortly.
+    case storageUnavailable(String)
 
     // Resumable uploads.
     /// The client's offset is not the upload's.

@@ -17,6 +17,11 @@ package struct DiskBlobStore: BlobStore {
 
     package func localPath(sha256: String) async throws -> String { path(sha256: sha256) }
 
+    package func read(sha256: String, range: ClosedRange<Int64>) async throws -> BlobBytes { .file(path(sha256: sha256)) }
+
+    /// The data directory is checked by `/readyz` itself.
+    package func checkReachable() async throws {}
+
     package func store(movingFileAt source: String, sha256: String) async throws {
         let target = path(sha256: sha256)
         try await threadPool.runIfActive {

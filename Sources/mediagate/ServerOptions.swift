@@ -14,6 +14,9 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "The shared database, postgres://user[:password]@host[:port]/name (default: SQLite in the data directory).")
     var database: String?
 
+    @Option(help: "Where files' bytes live: s3://bucket?endpoint=URL&region=R, credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (default: the data directory).")
+    var blobStore: String?
+
     func configuration(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ChatConfiguration {
         var configuration = try config.map { path in
             do { return try ChatConfiguration.load(file: path) } catch {
@@ -23,6 +26,7 @@ struct ServerOptions: ParsableArguments {
         configuration.apply(environment: environment)
         if let dataDir { configuration.dataDirectory = dataDir }
         if let database { configuration.database = database }
+        if let blobStore { configuration.blobStore = blobStore }
         return configuration
     }
 }

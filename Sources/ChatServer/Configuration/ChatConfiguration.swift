@@ -56,6 +56,14 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     public var database: String? = nil
     /// Connections each node keeps to the PostgreSQL server at most.
     public var databaseConnections: Int = 20
+    /// Where stored files' bytes live: empty for the data directory (`files/`), or an S3
+    /// bucket that every node shares, `s3://BUCKET?endpoint=URL&region=REGION&prefix=P`, with
+    /// credentials from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`. (`--blob-store`,
+    /// `MEDIAGATE_BLOB_STORE`.)
+    public var blobStore: String? = nil
+    /// Bytes of S3 blobs each node keeps on its own disk (`blob-cache/`), least recently used
+    /// going first: what the media pipeline and thumbnails read, and what is served from here.
+    public var blobCacheBytes: Int64 = 2 << 30
     /// Whether `GET /metrics` answers any client, not only loopback ones (a Prometheus on
     /// another machine; put it behind your own access control).
     public var metricsFromAnyAddress: Bool = false
@@ -146,6 +154,8 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         processingLeaseSeconds = try value(.processingLeaseSeconds, processingLeaseSeconds)
         database = try value(.database, database)
         databaseConnections = try value(.databaseConnections, databaseConnections)
+        blobStore = try value(.blobStore, blobStore)
+        blobCacheBytes = try value(.blobCacheBytes, blobCacheBytes)
         metricsFromAnyAddress = try value(.metricsFromAnyAddress, metricsFromAnyAddress)
         signedURLSeconds = try value(.signedURLSeconds, signedURLSeconds)
         maxMultipartBytes = try value(.maxMultipartBytes, maxMultipartBytes)
@@ -171,13 +181,15 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         try JSONDecoder().decode(ChatConfiguration.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
     }
 
-    /// Applies `MEDIAGATE_HOST`, `MEDIAGATE_PORT`, `MEDIAGATE_DATA_DIR`, `MEDIAGATE_DATABASE` and
-    /// `MEDIAGATE_ALLOW_REGISTRATION` and `MEDIAGATE_DURABLE_UPLOADS` from `environment`.
+    /// Applies `MEDIAGATE_HOST`, `MEDIAGATE_PORT`, `MEDIAGATE_DATA_DIR`, `MEDIAGATE_DATABASE`,
+    /// `MEDIAGATE_BLOB_STORE`, `MEDIAGATE_ALLOW_REGISTRATION` and `MEDIAGATE_DURABLE_UPLOADS`
+    /// from `environment`.
     public mutating func apply(environment: [String: String]) {
         if let host = environment["MEDIAGATE_HOST"], !host.isEmpty { self.host = host }
         if let port = environment["MEDIAGATE_PORT"].flatMap(Int.init) { self.port = port }
         if let directory = environment["MEDIAGATE_DATA_DIR"], !directory.isEmpty { dataDirectory = directory }
         if let url = environment["MEDIAGATE_DATABASE"], !url.isEmpty { database = url }
+        if let url = environment["MEDIAGATE_BLOB_STORE"], !url.isEmpty { blobStore = url }
         if let flag = environment["MEDIAGATE_ALLOW_REGISTRATION"] {
             allowRegistration = ["1", "true", "yes"].contains(flag.lowercased())
         }
@@ -212,6 +224,10 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         if let database, !database.isEmpty {
             try check(database.hasPrefix("postgres://") || database.hasPrefix("postgresql://"), "database is a postgres:// URL (or empty for SQLite)")
         }
+        if let blobStore, !blobStore.isEmpty {
+            try check(blobStore.hasPrefix("s3://"), "blobStore is an s3:// URL (or empty for the data directory)")
+        }
+        try check(blobCacheBytes >= 16 << 20, "blobCacheBytes must be at least 16 MiB")
         try check(headerTimeoutSeconds >= 1 && idleTimeoutSeconds >= 1, "headerTimeoutSeconds and idleTimeoutSeconds must be at least 1")
         try check(maxConnectionsPerAddress >= 0 && maxConnections >= 1, "maxConnectionsPerAddress must not be negative, maxConnections at least 1")
         for (name, limit) in [("registrationsPerAddress", rateLimits.registrationsPerAddress), ("messagesPerUser", rateLimits.messagesPerUser),

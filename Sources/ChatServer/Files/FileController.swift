@@ -50,7 +50,8 @@ struct FileController: Sendable {
         }
         let thumbnail: (bytes: ByteBuffer, name: String)
         do {
-            thumbnail = try await thumbnails.thumbnailBytes(blob: try await store.blobs.localPath(sha256: file.sha256), sha256: file.sha256,
+            let blobs = store.blobs, sha256 = file.sha256
+            thumbnail = try await thumbnails.thumbnailBytes(blob: { try await blobs.localPath(sha256: sha256) }, sha256: file.sha256,
                                                             picture: file.attachment, request: asked.request,
                                                             decodedFor: AttachmentIngest.eagerThumbnail)
         } catch let error as MediaError {
@@ -120,7 +121,6 @@ struct FileController: Sendable {
             return Response(status: .notModified, headers: headers)
         }
         let size = Int(file.size)
-        let path = try await store.blobs.localPath(sha256: file.sha256)
         var status = HTTPResponse.Status.ok
         var range = 0...max(0, size - 1)
         if let header = request.headers[.range] {
@@ -140,8 +140,12 @@ struct FileController: Sendable {
         if request.method == .head || size == 0 {
             return Response(status: status, headers: headers)
         }
-        let body = try await fileIO.loadFile(path: path, range: range, context: context)
-        return Response(status: status, headers: headers, body: body)
+        switch try await store.blobs.read(sha256: file.sha256, range: Int64(range.lowerBound)...Int64(range.upperBound)) {
+        case .file(let path):
+            return Response(status: status, headers: headers, body: try await fileIO.loadFile(path: path, range: range, context: context))
+        case .stream(let bytes):
+            return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: bytes))
+        }
     }
 
     /// The file the path names, and whether the name is its capability (which is then enough).

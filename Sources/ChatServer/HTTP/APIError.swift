@@ -63,6 +63,10 @@ extension APIError {
         case .insufficientStorage:
             self.init(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), code: "insufficient_storage",
                       "the server is short of disk space; try again later")
+        case .storageUnavailable:
+            // The detail names the store's address and answer: for the log, not the client.
+            self.init(.serviceUnavailable, code: "storage_unavailable", "file storage is unavailable; retry shortly",
+                      headers: [.retryAfter: "2"])
         case .offsetMismatch(let current, let message):
             self.init(.conflict, code: "offset_mismatch", message,
                       headers: [.uploadOffset: String(current), .tusResumable: Tus.version])

@@ -65,27 +65,32 @@ package struct Thumbnails: Sendable {
     package func decodedPath(sha256: String) -> String { "\(decodedDirectory)/\(sha256).jpg" }
 
     /// What to make `request` from: the picture decoded at upload when it is at least as
-    /// detailed as decoding the original for this request would be, else the original.
-    package func source(blob: String, sha256: String, picture: Attachment, request: ThumbnailRequest,
-                decodedFor eager: ThumbnailRequest) -> String {
-        guard picture.mimeType == "image/jpeg", let width = picture.width, let height = picture.height else { return blob }
+    /// detailed as decoding the original for this request would be, else the original, which
+    /// `blob` provides (fetching it, on a node whose blob store is remote).
+    package func source(blob: () async throws -> String, sha256: String, picture: Attachment, request: ThumbnailRequest,
+                        decodedFor eager: ThumbnailRequest) async throws -> String {
+        guard picture.mimeType == "image/jpeg", let width = picture.width, let height = picture.height else { return try await blob() }
         let kept = MediaProcessor.jpegDecodeScale(displayedWidth: width, displayedHeight: height, for: eager)
         let needed = MediaProcessor.jpegDecodeScale(displayedWidth: width, displayedHeight: height, for: request)
         let decoded = decodedPath(sha256: sha256)
-        return kept > 1 && needed >= kept && FileManager.default.fileExists(atPath: decoded) ? decoded : blob
+        return kept > 1 && needed >= kept && FileManager.default.fileExists(atPath: decoded) ? decoded : try await blob()
     }
 
     /// The thumbnail's bytes and its cache name (the ETag): from memory, from the disk cache,
-    /// or made now (from the decoded picture or the original `blob`, see ``source``).
-    package func thumbnailBytes(blob: String, sha256: String, picture: Attachment, request: ThumbnailRequest,
-                        decodedFor eager: ThumbnailRequest) async throws -> (bytes: ByteBuffer, name: String) {
+    /// or made now (from the decoded picture or the original `blob`, see ``source``). The
+    /// original is asked for only when the thumbnail must be made from it.
+    package func thumbnailBytes(blob: () async throws -> String, sha256: String, picture: Attachment, request: ThumbnailRequest,
+                                decodedFor eager: ThumbnailRequest) async throws -> (bytes: ByteBuffer, name: String) {
         if let hit = inMemory(sha256: sha256, request) { return hit }
         let name = cacheName(sha256: sha256, request)
         let path = "\(directory)/\(name)"
-        let source = source(blob: blob, sha256: sha256, picture: picture, request: request, decodedFor: eager)
-        _ = try await thumbnail(of: source, sha256: sha256, request: request)
-        // Made just now, save() put it in memory; only a disk-cache hit is read back.
-        if let bytes = memory[path] { return (bytes, name) }
+        if !FileManager.default.fileExists(atPath: path) {
+            if let failure = failures[sha256] { throw failure }
+            let source = try await source(blob: blob, sha256: sha256, picture: picture, request: request, decodedFor: eager)
+            _ = try await thumbnail(of: source, sha256: sha256, request: request)
+            // Made just now, save() put it in memory; only a disk-cache hit is read back.
+            if let bytes = memory[path] { return (bytes, name) }
+        }
         let bytes = try await threadPool.runIfActive { ByteBuffer(data: try Data(contentsOf: URL(fileURLWithPath: path))) }
         memory.insert(bytes, forKey: path, cost: bytes.readableBytes)
         return (bytes, name)

@@ -3,16 +3,30 @@ import NIOCore
 
 /// Where stored files' bytes live, one blob per content, named by its SHA-256.
 ///
-/// Readers need a local file (the media pipeline and `sendfile`-style serving work on paths):
-/// a store on disk hands out its own path; a remote store would fetch into a per-node cache.
+/// The media pipeline and thumbnails need a local file: a store on disk hands out its own
+/// path; a remote store (S3) fetches into a per-node cache. Serving needs only a byte range,
+/// which a remote store streams without fetching the whole blob.
 package protocol BlobStore: Sendable {
     /// Moves the file at `source` into the store as `sha256`, or deletes it when the store
     /// already has those bytes.
     func store(movingFileAt source: String, sha256: String) async throws
     /// A local file holding the blob.
     func localPath(sha256: String) async throws -> String
+    /// The bytes of `range` of the blob, for sending: a local file when this node has one,
+    /// else a stream of exactly those bytes.
+    func read(sha256: String, range: ClosedRange<Int64>) async throws -> BlobBytes
     /// Deletes blobs not in `keep` that were last written before `cutoff`; returns how many.
     func removeOrphans(keeping keep: Set<String>, writtenBefore cutoff: Date) async throws -> Int
+    /// Throws when the store cannot take or give bytes now (`/readyz`).
+    func checkReachable() async throws
+}
+
+/// A blob's bytes as ``BlobStore/read(sha256:range:)`` hands them out.
+package enum BlobBytes: Sendable {
+    /// A file holding the whole blob: send the range from it.
+    case file(String)
+    /// Exactly the range's bytes, as they arrive.
+    case stream(any AsyncSequence<ByteBuffer, any Error> & Sendable)
 }
 
 /// The bytes of uploads in progress.

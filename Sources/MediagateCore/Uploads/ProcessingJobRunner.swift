@@ -78,7 +78,9 @@ package struct ProcessingJobRunner: Service {
             try await jobs.complete(leased.id)
         } catch {
             Counter(label: "mediagate_job_failures_total").increment()
-            if leased.attempts >= maxAttempts {
+            // A store that cannot be reached says nothing about the file: it waits, however long
+            // the outage, instead of being refused as corrupt and its bytes deleted.
+            if leased.attempts >= maxAttempts, !Self.isOutage(error) {
                 Counter(label: "mediagate_jobs_given_up_total").increment()
                 logger.error("processing gave up", metadata: ["upload": "\(upload)", "attempts": "\(leased.attempts)", "error": "\(error)"])
                 try? await ingest.giveUp(on: upload)
@@ -91,6 +93,12 @@ package struct ProcessingJobRunner: Service {
                 ingest.waiters.settle(upload)
             }
         }
+    }
+
+    /// Failures of the infrastructure, not of the upload.
+    package static func isOutage(_ error: any Error) -> Bool {
+        if case DomainError.storageUnavailable = error { return true }
+        return false
     }
 
     /// 2, 4, 8, … seconds, at most five minutes.

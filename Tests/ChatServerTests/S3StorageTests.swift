@@ -1,0 +1,273 @@
+import ChatServer
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import MediagateTestSupport
+import NIOCore
+import Testing
+@testable import ChatServer
+@testable import MediagateCore
+@testable import MediagateS3
+
+/// Blobs in a real S3 server (SeaweedFS, which checks signatures), read back by clients we did
+/// not write: curl signing its own requests (`--aws-sigv4`) and curl against the gateway.
+@Suite("blobs in S3")
+struct S3StorageTests {
+    static func store(_ label: String, cacheBytes: Int64 = 1 << 30, credentials: S3Credentials? = nil,
+                      endpoint: String? = nil) async throws -> S3BlobStore {
+        var location = try S3Location(url: try await S3Server.blobStoreURL(label), environment: [:])
+        if let endpoint, let url = URLComponents(string: endpoint) { location.port = url.port }
+        let client = S3Client(location: location, credentials: credentials ?? S3Credentials(accessKeyId: S3Server.accessKey, secretAccessKey: S3Server.secretKey))
+        let cache = try BlobCache(directory: try Fixtures.temporaryDirectory("blob-cache").path, maxBytes: cacheBytes)
+        return S3BlobStore(client: client, cache: cache)
+    }
+
+    /// The same bucket and prefix, seen from another node: an empty cache of its own.
+    static func otherNode(of store: S3BlobStore, cacheBytes: Int64 = 1 << 30) throws -> S3BlobStore {
+        S3BlobStore(client: store.client, cache: try BlobCache(directory: try Fixtures.temporaryDirectory("blob-cache").path, maxBytes: cacheBytes))
+    }
+
+    /// A new file of `count` random bytes and its SHA-256 (sha256sum's).
+    static func randomFile(_ count: Int) async throws -> (path: String, sha256: String, bytes: Data) {
+        let path = try Fixtures.temporaryDirectory("blob").appendingPathComponent("bytes").path
+        try await Fixtures.writeRandomBytes(count, to: path)
+        let sha = String(try await Tool.text("sha256sum", [path]).prefix(64))
+        return (path, sha, try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// The object as curl fetches it, signing the request itself.
+    static func curlObject(_ store: S3BlobStore, key: String) async throws -> (status: String, bytes: Data) {
+        let out = try Fixtures.temporaryDirectory("curl").appendingPathComponent("object").path
+        let location = store.client.location
+        let status = try await Tool.text("curl", ["-s", "-o", out, "-w", "%{http_code}", "--aws-sigv4", "aws:amz:us-east-1:s3",
+                                                  "--user", "\(S3Server.accessKey):\(S3Server.secretKey)",
+                                                  "\(location.origin)/\(location.bucket)/\(location.keyPrefix)\(key)"])
+        return (status, (try? Data(contentsOf: URL(fileURLWithPath: out))) ?? Data())
+    }
+
+    static func collect(_ bytes: BlobBytes, range: ClosedRange<Int>) async throws -> Data {
+        switch bytes {
+        case .file(let path): return try Data(contentsOf: URL(fileURLWithPath: path))[range]
+        case .stream(let stream):
+            var data = Data()
+            for try await chunk in stream { data.append(contentsOf: chunk.readableBytesView) }
+            return data
+        }
+    }
+
+    @Test("a stored blob is one object named by its SHA-256; another node fetches it, streams a range, and stores the same bytes again without sending them")
+    func storeAndFetch() async throws {
+        let nodeA = try await Self.store("fetch")
+        let file = try await Self.randomFile(3 << 20 | 12_345)
+        try await nodeA.store(movingFileAt: file.path, sha256: file.sha256)
+        #expect(!FileManager.default.fileExists(atPath: file.path), "moved into the cache")
+        #expect(await nodeA.cache.cachedPath(sha256: file.sha256) != nil)
+        let object = try await Self.curlObject(nodeA, key: "blobs/\(file.sha256)")
+        #expect(object.status == "200" && object.bytes == file.bytes)
+
+        let nodeB = try Self.otherNode(of: nodeA)
+        // A range is streamed from S3, and nothing lands in B's cache for it.
+        let range = 1_000_000...1_999_999
+        guard case .stream = try await nodeB.read(sha256: file.sha256, range: Int64(range.lowerBound)...Int64(range.upperBound)) else {
+            Issue.record("an uncached blob should stream")
+            return
+        }
+        let streamed = try await Self.collect(try await nodeB.read(sha256: file.sha256, range: 1_000_000...1_999_999), range: range)
+        #expect(streamed == file.bytes[range])
+        #expect(await nodeB.cache.bytes == 0)
+        // The pipeline's path: fetched once, then local.
+        let path = try await nodeB.localPath(sha256: file.sha256)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == file.bytes)
+        #expect(await nodeB.cache.bytes == Int64(file.bytes.count))
+        guard case .file = try await nodeB.read(sha256: file.sha256, range: 0...9) else {
+            Issue.record("a cached blob should be read from disk")
+            return
+        }
+
+        // The same content uploaded through a third node: the object exists, nothing is sent again.
+        let nodeC = try Self.otherNode(of: nodeA)
+        let again = try Fixtures.temporaryDirectory("blob").appendingPathComponent("same").path
+        try file.bytes.write(to: URL(fileURLWithPath: again))
+        try await nodeC.store(movingFileAt: again, sha256: file.sha256)
+        #expect(try await nodeA.client.list(prefix: "blobs/").map(\.key) == ["blobs/\(file.sha256)"])
+    }
+
+    @Test("concurrent fetches of one blob download it once; the cache stays under its bound, least recently used out first")
+    func cacheBound() async throws {
+        let nodeA = try await Self.store("bound")
+        var files: [(path: String, sha256: String, bytes: Data)] = []
+        for _ in 0..<3 {
+            let file = try await Self.randomFile(1 << 20)
+            files.append(file)
+            try await nodeA.store(movingFileAt: file.path, sha256: file.sha256)
+        }
+        let nodeB = try Self.otherNode(of: nodeA, cacheBytes: 5 << 19) // room for two and a half
+        let first = files[0].sha256
+        let paths = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<8 { group.addTask { try await nodeB.localPath(sha256: first) } }
+            return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+        }
+        #expect(paths.count == 1)
+        let cacheFiles = try FileManager.default.contentsOfDirectory(atPath: nodeB.cache.directory)
+        #expect(cacheFiles == [first], "one download, no part files left: \(cacheFiles)")
+        _ = try await nodeB.localPath(sha256: files[1].sha256)
+        _ = try await nodeB.localPath(sha256: first) // used again: now the second is the oldest
+        _ = try await nodeB.localPath(sha256: files[2].sha256)
+        #expect(await nodeB.cache.bytes <= 5 << 19)
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: nodeB.cache.directory)) == [first, files[2].sha256])
+        // An evicted blob comes back from S3 on the next use.
+        #expect(try Data(contentsOf: URL(fileURLWithPath: try await nodeB.localPath(sha256: files[1].sha256))) == files[1].bytes)
+    }
+
+    @Test("orphans: objects no file names go once old enough, from the bucket and the cache; named ones stay")
+    func orphans() async throws {
+        let store = try await Self.store("orphans")
+        let kept = try await Self.randomFile(1000), orphan = try await Self.randomFile(2000)
+        try await store.store(movingFileAt: kept.path, sha256: kept.sha256)
+        try await store.store(movingFileAt: orphan.path, sha256: orphan.sha256)
+        #expect(try await store.removeOrphans(keeping: [kept.sha256], writtenBefore: Date().addingTimeInterval(-3600)) == 0,
+                "too new to be an orphan: it may be being stored right now")
+        #expect(try await store.removeOrphans(keeping: [kept.sha256], writtenBefore: Date().addingTimeInterval(60)) == 1)
+        #expect(try await Self.curlObject(store, key: "blobs/\(orphan.sha256)").status == "404")
+        #expect(try await Self.curlObject(store, key: "blobs/\(kept.sha256)").status == "200")
+        #expect(await store.cache.cachedPath(sha256: orphan.sha256) == nil)
+    }
+
+    @Test("bad credentials, an unreachable server, a missing object: clear errors, nothing half-written in the cache")
+    func failures() async throws {
+        let file = try await Self.randomFile(5000)
+        let wrongSecret = try await Self.store("bad", credentials: S3Credentials(accessKeyId: S3Server.accessKey, secretAccessKey: "not-the-secret"))
+        await #expect(throws: DomainError.self) { try await wrongSecret.store(movingFileAt: file.path, sha256: file.sha256) }
+        #expect(FileManager.default.fileExists(atPath: file.path), "the upload's bytes stay where they were")
+        do {
+            try await wrongSecret.store(movingFileAt: file.path, sha256: file.sha256)
+        } catch DomainError.storageUnavailable(let detail) {
+            #expect(detail.contains("SignatureDoesNotMatch") || detail.contains("403"), "\(detail)")
+        }
+
+        // A port nobody listens on: refused at once, retried a few times, then a clear error.
+        var unreachable = try await Self.store("down")
+        unreachable = S3BlobStore(client: S3Client(location: S3Location(bucket: S3Server.bucket, scheme: "http", host: "127.0.0.1", port: 9,
+                                                                        region: "us-east-1"),
+                                                   credentials: S3Credentials(accessKeyId: S3Server.accessKey, secretAccessKey: S3Server.secretKey)),
+                                  cache: unreachable.cache)
+        let started = ContinuousClock.now
+        await #expect(throws: DomainError.self) { _ = try await unreachable.localPath(sha256: file.sha256) }
+        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: unreachable.cache.directory).isEmpty)
+        await #expect(throws: DomainError.self) { try await unreachable.checkReachable() }
+
+        let store = try await Self.store("missing")
+        await #expect { _ = try await store.localPath(sha256: String(repeating: "0", count: 64)) } throws: { error in
+            (error as? S3Error)?.status == 404
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: store.cache.directory).isEmpty)
+        try await store.checkReachable()
+    }
+
+    @Test("an S3 blob store without credentials, with a bad bucket name or another scheme: refused at start, saying why")
+    func startupRefusals() async throws {
+        func refusal(_ blobStore: String, environment: [String: String] = S3Server.environment) async -> String {
+            do {
+                _ = try await ChatServices(configuration: try testConfiguration { $0.blobStore = blobStore }, environment: environment)
+                return "started"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(await refusal("s3://media?endpoint=http://127.0.0.1:9", environment: [:]).contains("AWS_ACCESS_KEY_ID"))
+        #expect(await refusal("s3://Bad_Bucket").contains("not an S3 bucket name"))
+        #expect(await refusal("gs://media").contains("blobStore is an s3:// URL"))
+    }
+
+    @Test("an upload completed while S3 is unreachable waits for it: never refused as corrupt however often it is tried, its bytes kept")
+    func outageIsNotCorruption() async throws {
+        let configuration = try testConfiguration { $0.blobStore = "s3://\(S3Server.bucket)?endpoint=http://127.0.0.1:9&region=us-east-1" }
+        let services = try await ChatServices(configuration: configuration, environment: S3Server.environment)
+        let app = Application(router: ChatRouters(services: services).http)
+        try await app.test(.router) { client in
+            let alice = try await client.register("alice")
+            let location = try await TusUploadTests.create(client, token: alice.access, length: 5)
+            let id = String(location.split(separator: "/").last!)
+            try Data("hello".utf8).write(to: URL(fileURLWithPath: try await services.uploadStore.localPath(id)))
+            try await services.uploads.advance(id: id, to: 5, length: 5, completedAt: Date(), processing: ProcessingJob(uploadId: id))
+            let runner = ProcessingJobRunner(jobs: services.jobs, ingest: services.ingest, owner: "test", lease: 60, maxAttempts: 2,
+                                             doorbell: Doorbell(), logger: Logger(label: "test"))
+            for attempt in 1...3 {
+                let leased = try #require(try await services.jobs.claim(owner: "test", lease: 60, now: Date().addingTimeInterval(Double(attempt) * 600)))
+                #expect(leased.attempts == attempt)
+                await runner.runOne(leased)
+                #expect(try await services.uploads.upload(id: id)?.rejection == nil, "attempt \(attempt)")
+            }
+            let response = try await client.call(.get, location, token: alice.access)
+            #expect(response.status == .accepted, "still processing: \(response.body)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: try await services.uploadStore.localPath(id))) == Data("hello".utf8))
+        }
+    }
+
+    @Test("two nodes on PostgreSQL and S3: a file uploaded through A is served by B with Range (curl), its thumbnail too")
+    func acrossNodes() async throws {
+        let database = try await PostgresServer.freshDatabase("s3nodes")
+        let blobStore = try await S3Server.blobStoreURL("nodes")
+        let configA = try testConfiguration { $0.database = database; $0.blobStore = blobStore }
+        let configB = try testConfiguration { $0.database = database; $0.blobStore = blobStore }
+        let nodeA = try await buildApplication(configA, environment: S3Server.environment)
+        let nodeB = try await buildApplication(configB, environment: S3Server.environment)
+        try await nodeA.test(.live) { a in
+            try await nodeB.test(.live) { b in
+                let portB = try #require(b.port)
+                let alice = try await a.register("alice")
+                let photoPath = Fixtures.media("progressive.jpg")
+                let photo = try Data(contentsOf: URL(fileURLWithPath: photoPath))
+                let id = try await FileServingTests.upload(a, token: alice.access, bytes: photo, name: "photo.jpg")
+                #expect(!FileManager.default.fileExists(atPath: configA.dataDirectory + "/files/" + String(try await Tool.text("sha256sum", [photoPath]).prefix(64))),
+                        "the bytes are in the bucket, not in node A's files/")
+
+                let out = try Fixtures.temporaryDirectory("curl").appendingPathComponent("part").path
+                let headers = try await Tool.text("curl", ["-s", "-D", "-", "-o", out, "-H", "Authorization: Bearer \(alice.access)",
+                                                           "-H", "Range: bytes=100-1099", "http://127.0.0.1:\(portB)/api/files/\(id)"])
+                #expect(headers.hasPrefix("HTTP/1.1 206"), "\(headers)")
+                #expect(headers.lowercased().contains("content-range: bytes 100-1099/\(photo.count)"), "\(headers)")
+                #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == photo[100..<1100])
+                #expect(try FileManager.default.contentsOfDirectory(atPath: configB.dataDirectory + "/blob-cache").isEmpty,
+                        "a range is streamed from S3, not fetched whole")
+                let whole = try await Tool.text("curl", ["-s", "-o", out, "-w", "%{http_code}", "-H", "Authorization: Bearer \(alice.access)",
+                                                         "http://127.0.0.1:\(portB)/api/files/\(id)"])
+                let wholeBytes = try Data(contentsOf: URL(fileURLWithPath: out))
+                #expect(whole == "200" && wholeBytes == photo)
+
+                let thumbnail = try await Tool.text("curl", ["-s", "-o", out, "-w", "%{http_code} %{content_type}", "-H", "Authorization: Bearer \(alice.access)",
+                                                             "http://127.0.0.1:\(portB)/api/files/\(id)/thumbnail?w=96&format=jpeg"])
+                #expect(thumbnail == "200 image/jpeg", "\(thumbnail)")
+                let info = try await Tool.text("vipsheader", ["-f", "width", out])
+                #expect(Int(info).map { $0 <= 96 && $0 > 0 } == true, "\(info)")
+                #expect(try FileManager.default.contentsOfDirectory(atPath: configB.dataDirectory + "/blob-cache").count == 1,
+                        "node B fetched the original once to make the thumbnail")
+
+                // curl, not `b`: the test client's connection to B has carried no request yet, and
+                // on a loaded machine this test can outlast the server's 10 s wait for a first
+                // request head, which then closes it.
+                let ready = try await Tool.text("curl", ["-s", "-w", " %{http_code}", "http://127.0.0.1:\(portB)/readyz"])
+                #expect(ready.hasSuffix(" 200"), "\(ready)")
+
+                // A third node whose S3 cannot be reached: 503 storage_unavailable with a
+                // Retry-After for the file, and not ready; the chat itself still answers.
+                let configC = try testConfiguration {
+                    $0.database = database
+                    $0.blobStore = "s3://\(S3Server.bucket)?endpoint=http://127.0.0.1:9&region=us-east-1"
+                }
+                let nodeC = try await buildApplication(configC, environment: S3Server.environment)
+                try await nodeC.test(.router) { c in
+                    let file = try await FileServingTests.get(c, "/api/files/\(id)", token: alice.access)
+                    #expect(file.status == .serviceUnavailable && file.headers[.retryAfter] == "2", "\(file.status)")
+                    #expect(String(buffer: file.body).contains("storage_unavailable"))
+                    let notReady = try await c.call(.get, "/readyz")
+                    #expect(notReady.status == .serviceUnavailable && notReady.object["failing"] as? [String] == ["blob_store"], "\(notReady.object)")
+                    #expect(try await c.call(.get, "/api/rooms", token: alice.access).status == .ok)
+                }
+            }
+        }
+    }
+}
