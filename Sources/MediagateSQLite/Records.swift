@@ -104,6 +104,7 @@ struct UploadRow: SnakeCaseRecord {
     var completedAt: Date?
     var fileId: String?
     var rejection: String?
+    var storeState: String?
 
     init(_ record: UploadRecord) {
         id = record.id
@@ -116,11 +117,12 @@ struct UploadRow: SnakeCaseRecord {
         completedAt = record.completedAt
         fileId = record.fileId
         rejection = record.rejection
+        storeState = record.storeState
     }
 
     var record: UploadRecord {
         UploadRecord(id: id, userId: userId, length: length, offset: offset, metadata: metadata, createdAt: createdAt,
-                     expiresAt: expiresAt, completedAt: completedAt, fileId: fileId, rejection: rejection)
+                     expiresAt: expiresAt, completedAt: completedAt, fileId: fileId, rejection: rejection, storeState: storeState)
     }
 }
 

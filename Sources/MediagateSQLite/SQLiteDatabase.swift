@@ -161,6 +161,13 @@ package struct SQLiteDatabase: Sendable {
                     SELECT id, 0 FROM uploads WHERE completed_at IS NOT NULL AND file_id IS NULL AND rejection IS NULL;
                 """)
         }
+        migrator.registerMigration("v9: a fence for each upload's writer, and its store's state") { db in
+            // Raised by each new writer; an offset is stored only under the fence it was
+            // written under, so a writer another node took the upload from can never store one.
+            try db.execute(sql: "ALTER TABLE uploads ADD COLUMN writer_fence INTEGER NOT NULL DEFAULT 0")
+            // What the upload store needs to find the stored offset's bytes (S3: parts' ETags).
+            try db.execute(sql: "ALTER TABLE uploads ADD COLUMN store_state TEXT")
+        }
         return migrator
     }
 }

@@ -30,13 +30,27 @@ package struct SQLiteUploadRepository: UploadRepository {
         try await pool.read { db in try UploadRow.fetchOne(db, key: id)?.record }
     }
 
-    package func advance(id: String, to offset: Int64, length: Int64?, completedAt: Date?, processing: ProcessingJob?) async throws {
+    package func advance(id: String, to offset: Int64, length: Int64?, completedAt: Date?, processing: ProcessingJob?,
+                         storeState: String?, ifWriter fence: Int64?) async throws -> Bool {
         try await pool.write { db in
             try db.execute(sql: """
-                UPDATE uploads SET "offset" = ?, length = COALESCE(length, ?), completed_at = ? WHERE id = ?
-                """, arguments: [offset, length, completedAt?.timeIntervalSince1970, id])
+                UPDATE uploads SET "offset" = ?, length = COALESCE(length, ?), completed_at = ?, store_state = COALESCE(?, store_state)
+                WHERE id = ? AND (? IS NULL OR writer_fence = ?)
+                """, arguments: [offset, length, completedAt?.timeIntervalSince1970, storeState, id, fence, fence])
+            guard db.changesCount > 0 else { return false }
             if let processing { try SQLiteJobQueue.enqueue(db, processing, now: completedAt ?? Date()) }
+            return true
         }
+    }
+
+    package func takeWriter(id: String) async throws -> Int64? {
+        try await pool.write { db in
+            try Int64.fetchOne(db, sql: "UPDATE uploads SET writer_fence = writer_fence + 1 WHERE id = ? RETURNING writer_fence", arguments: [id])
+        }
+    }
+
+    package func writerFence(id: String) async throws -> Int64? {
+        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT writer_fence FROM uploads WHERE id = ?", arguments: [id]) }
     }
 
     package func delete(id: String) async throws {

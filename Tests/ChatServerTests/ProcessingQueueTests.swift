@@ -70,7 +70,7 @@ struct ProcessingQueueTests {
             let location = try await TusUploadTests.create(client, token: alice.access, length: 5)
             let id = String(location.split(separator: "/").last!)
             // The bytes are removed behind the server's back: processing cannot succeed.
-            try FileManager.default.removeItem(atPath: try await services.uploadStore.localPath(id))
+            try FileManager.default.removeItem(atPath: try await services.uploadStore.localPath(id, state: nil))
             try await services.uploads.advance(id: id, to: 5, length: 5, completedAt: Date(), processing: ProcessingJob(uploadId: id))
             let runner = ProcessingJobRunner(jobs: services.jobs, ingest: services.ingest, owner: "test", lease: 60, maxAttempts: 2,
                                              doorbell: Doorbell(), logger: Logger(label: "test"))

@@ -162,6 +162,33 @@ struct RepositoryContractTests {
         #expect(try await uploads.upload(id: "c") == nil)
     }
 
+    @Test("writer fences: each new writer gets a higher one, and an offset is stored only under the latest, with its store state",
+          arguments: Engine.allCases)
+    func writerFences(_ engine: Engine) async throws {
+        let repositories = try await engine.repositories()
+        defer { repositories.close() }
+        let alice = try #require(try await repositories.users.create(username: "alice", passwordHash: "h"))
+        let uploads = repositories.uploads, now = Date()
+        _ = try await uploads.create(UploadRecord(id: "u", userId: alice.id, length: 10, offset: 0, metadata: nil, createdAt: now,
+                                                  expiresAt: now.addingTimeInterval(60)), quota: nil, maxOpen: nil)
+        #expect(try await uploads.writerFence(id: "u") == 0)
+        let first = try #require(try await uploads.takeWriter(id: "u"))
+        let second = try #require(try await uploads.takeWriter(id: "u"))
+        let current = try await uploads.writerFence(id: "u")
+        #expect(second == first + 1 && current == second)
+        #expect(try await uploads.takeWriter(id: "nope") == nil)
+        // The writer taken over stores nothing: neither offset nor state.
+        let stale = try await uploads.advance(id: "u", to: 4, length: nil, completedAt: nil, processing: nil, storeState: "old", ifWriter: first)
+        #expect(!stale)
+        #expect(try await uploads.advance(id: "u", to: 6, length: nil, completedAt: nil, processing: nil, storeState: "new", ifWriter: second))
+        var record = try #require(try await uploads.upload(id: "u"))
+        #expect(record.offset == 6 && record.storeState == "new")
+        // Without a state the stored one stays; without a fence whoever writes stores.
+        #expect(try await uploads.advance(id: "u", to: 8, length: nil, completedAt: nil, processing: nil, storeState: nil, ifWriter: nil))
+        record = try #require(try await uploads.upload(id: "u"))
+        #expect(record.offset == 8 && record.storeState == "new")
+    }
+
     @Test("parallel creations from many tasks cannot overrun the quota together", arguments: Engine.allCases)
     func quotaRace(_ engine: Engine) async throws {
         let repositories = try await engine.repositories()

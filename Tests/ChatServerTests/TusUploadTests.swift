@@ -292,7 +292,7 @@ struct TusUploadTests {
         try await files.create("u")
         let writers = InProcessUploadLocker()
         let old = await writers.acquire("u")
-        let oldWriter = try await files.openForAppend("u", at: 0, lease: old)
+        let oldWriter = try await files.openForAppend("u", at: 0, length: nil, state: nil, lease: old)
         try await oldWriter.append(ByteBuffer(repeating: 1, count: UploadFileWriter.batchSize))
         try await oldWriter.finish()
 
@@ -371,7 +371,7 @@ struct TusUploadTests {
                                                   logger: Logger(label: "test")).sweep()
             #expect(removed == 1)
             #expect(try await Self.tus(client, .head, location, token: alice.access).status == .notFound)
-            #expect(!FileManager.default.fileExists(atPath: try await services.uploadStore.localPath(id)))
+            #expect(!FileManager.default.fileExists(atPath: try await services.uploadStore.localPath(id, state: nil)))
         }
     }
 

@@ -53,7 +53,9 @@ struct HostileInputTests {
         #expect(report.error?.code == .tooLarge)
         #expect(report.attachment.type == .file)
         #expect(report.attachment.width == nil && report.attachment.blurhash == nil)
-        #expect(report.elapsed < .seconds(1))
+        // Decoding 2.5 gigapixels would take minutes and gigabytes; the refusal reads a header.
+        // (Measured ~0.1 s alone; 1.09 s once in a full run on a loaded 2-core machine.)
+        #expect(report.elapsed < .seconds(3))
     }
 
     @Test("HTML named .jpg is sniffed as HTML, shown as a file, and the lie is recorded")

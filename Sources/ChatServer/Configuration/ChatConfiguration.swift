@@ -64,6 +64,9 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
     /// Bytes of S3 blobs each node keeps on its own disk (`blob-cache/`), least recently used
     /// going first: what the media pipeline and thumbnails read, and what is served from here.
     public var blobCacheBytes: Int64 = 2 << 30
+    /// With S3, the size of an upload's parts (at least 5 MiB, S3's floor): what a node holds
+    /// on its disk per upload it is receiving, and the most a PATCH cut off mid-part resends.
+    public var uploadPartBytes: Int64 = 8 << 20
     /// Whether `GET /metrics` answers any client, not only loopback ones (a Prometheus on
     /// another machine; put it behind your own access control).
     public var metricsFromAnyAddress: Bool = false
@@ -156,6 +159,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
         databaseConnections = try value(.databaseConnections, databaseConnections)
         blobStore = try value(.blobStore, blobStore)
         blobCacheBytes = try value(.blobCacheBytes, blobCacheBytes)
+        uploadPartBytes = try value(.uploadPartBytes, uploadPartBytes)
         metricsFromAnyAddress = try value(.metricsFromAnyAddress, metricsFromAnyAddress)
         signedURLSeconds = try value(.signedURLSeconds, signedURLSeconds)
         maxMultipartBytes = try value(.maxMultipartBytes, maxMultipartBytes)
@@ -228,6 +232,7 @@ public struct ChatConfiguration: Sendable, Codable, Equatable {
             try check(blobStore.hasPrefix("s3://"), "blobStore is an s3:// URL (or empty for the data directory)")
         }
         try check(blobCacheBytes >= 16 << 20, "blobCacheBytes must be at least 16 MiB")
+        try check((5 << 20 ... 5 << 30).contains(uploadPartBytes), "uploadPartBytes must be between 5 MiB and 5 GiB (S3's part sizes)")
         try check(headerTimeoutSeconds >= 1 && idleTimeoutSeconds >= 1, "headerTimeoutSeconds and idleTimeoutSeconds must be at least 1")
         try check(maxConnectionsPerAddress >= 0 && maxConnections >= 1, "maxConnectionsPerAddress must not be negative, maxConnections at least 1")
         for (name, limit) in [("registrationsPerAddress", rateLimits.registrationsPerAddress), ("messagesPerUser", rateLimits.messagesPerUser),

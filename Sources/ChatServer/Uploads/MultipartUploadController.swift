@@ -43,7 +43,7 @@ struct MultipartUploadController: Sendable {
         if let declared, declared > limit + 64 * 1024 { throw overLimit }
         let id = TokenService.randomToken()
         try await files.create(id)
-        let writer = try await files.openForAppend(id, at: 0, lease: nil)
+        let writer = try await files.openForAppend(id, at: 0, length: nil, state: nil, lease: nil)
         do {
             let part = PartCollector()
             let parser = MultipartParser(boundary: boundary)
@@ -71,7 +71,7 @@ struct MultipartUploadController: Sendable {
             try await writer.sync()
             Counter(label: "mediagate_upload_bytes_total", dimensions: [("protocol", "multipart")]).increment(by: Int(writer.offset))
             await writer.close()
-            let file = try await ingest.storeFile(at: try await files.localPath(id), filename: part.filename ?? "file",
+            let file = try await ingest.storeFile(at: try await files.localPath(id, state: nil), filename: part.filename ?? "file",
                                                       ownerId: context.user.id, uploadId: nil)
             var attachment = file.attachment
             let url = signer.sign("/api/files/\(file.id)", fileId: file.id, variant: "original")

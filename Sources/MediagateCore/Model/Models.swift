@@ -121,9 +121,12 @@ package struct UploadRecord: Sendable, Equatable {
     package var fileId: String?
     /// Why a completed upload was not stored (``UploadRejection``); nil otherwise.
     package var rejection: String?
+    /// What the upload store needs to find the stored offset's bytes (S3: the parts' ETags),
+    /// stored with the offset so that both change together; nil for a store on disk.
+    package var storeState: String?
 
     package init(id: String, userId: Int64, length: Int64?, offset: Int64, metadata: String?, createdAt: Date, expiresAt: Date,
-                 completedAt: Date? = nil, fileId: String? = nil, rejection: String? = nil) {
+                 completedAt: Date? = nil, fileId: String? = nil, rejection: String? = nil, storeState: String? = nil) {
         self.id = id
         self.userId = userId
         self.length = length
@@ -134,6 +137,7 @@ package struct UploadRecord: Sendable, Equatable {
         self.completedAt = completedAt
         self.fileId = fileId
         self.rejection = rejection
+        self.storeState = storeState
     }
 }
 

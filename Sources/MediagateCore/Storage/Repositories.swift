@@ -91,7 +91,16 @@ package protocol UploadRepository: Sendable {
     /// Records that the bytes up to `offset` are durable, and the length if it was deferred.
     /// An upload that completes gets its processing job in the same transaction, so a crash
     /// between the two cannot leave a completed upload nobody processes.
-    func advance(id: String, to offset: Int64, length: Int64?, completedAt: Date?, processing: ProcessingJob?) async throws
+    /// …only while `fence` is still the upload's writer fence (nil: whoever writes); returns
+    /// whether it did. A writer that another node took the upload from can never store an offset.
+    /// `storeState`, when given, replaces the record's (``UploadRecord/storeState``).
+    func advance(id: String, to offset: Int64, length: Int64?, completedAt: Date?, processing: ProcessingJob?,
+                 storeState: String?, ifWriter fence: Int64?) async throws -> Bool
+    /// Makes a new writer of the upload: returns its fence, one more than any before (nil: no
+    /// such upload). Every earlier writer's ``advance(id:to:length:completedAt:processing:storeState:ifWriter:)`` fails from then on.
+    func takeWriter(id: String) async throws -> Int64?
+    /// The fence of the upload's latest writer.
+    func writerFence(id: String) async throws -> Int64?
     func delete(id: String) async throws
     /// Unfinished uploads whose expiry has passed.
     func expired(at now: Date) async throws -> [String]
@@ -130,5 +139,13 @@ extension SigningKeyRepository {
     package static func newKey() -> Data {
         var generator = SystemRandomNumberGenerator()
         return Data((0..<64).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+    }
+}
+
+extension UploadRepository {
+    /// Stores the offset whoever writes (one process that serialises its writers itself).
+    package func advance(id: String, to offset: Int64, length: Int64?, completedAt: Date?, processing: ProcessingJob?) async throws {
+        _ = try await advance(id: id, to: offset, length: length, completedAt: completedAt, processing: processing,
+                              storeState: nil, ifWriter: nil)
     }
 }

@@ -35,11 +35,13 @@ package protocol UploadStore: Sendable {
     func remove(_ id: String) async throws
     /// Opens the upload for writing at `offset`, dropping any bytes past it (an interrupted
     /// request's, never acknowledged). Every write checks `lease` first: a writer that was
-    /// taken over never writes again.
-    func openForAppend(_ id: String, at offset: Int64, lease: WriterLease?) async throws -> any UploadAppender
+    /// taken over never writes again. `length` is the upload's, when known: a store that
+    /// keeps the last bytes apart from the rest needs to know which ones are last. `state` is
+    /// the record's ``UploadRecord/storeState``: where the stored offset's bytes are.
+    func openForAppend(_ id: String, at offset: Int64, length: Int64?, state: String?, lease: WriterLease?) async throws -> any UploadAppender
     /// A local file with the upload's bytes, for the pipeline (which may rewrite it in place
-    /// and moves it into the blob store).
-    func localPath(_ id: String) async throws -> String
+    /// and moves it into the blob store); `state` as stored with the completing offset.
+    func localPath(_ id: String, state: String?) async throws -> String
 }
 
 /// One request's writes into an upload. Not shared between tasks.
@@ -55,6 +57,9 @@ package protocol UploadAppender: AnyObject, Sendable {
     func finish() async throws
     /// Makes every byte appended so far durable; only then may the offset be acknowledged.
     func sync() async throws
+    /// After ``sync()``: what the record keeps with the new offset (``UploadRecord/storeState``),
+    /// or nil to keep what it has.
+    var state: String? { get }
     func close() async
 }
 

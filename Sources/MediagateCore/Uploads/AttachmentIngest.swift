@@ -43,12 +43,16 @@ package struct AttachmentIngest: Sendable {
               record.rejection == nil else { return }
         let metadata = (try? UploadMetadata.parse(record.metadata)) ?? [:]
         do {
-            let file = try await storeFile(at: try await uploadStore.localPath(job.uploadId), filename: metadata["filename"] ?? "file",
+            let file = try await storeFile(at: try await uploadStore.localPath(job.uploadId, state: record.storeState), filename: metadata["filename"] ?? "file",
                                            claimedType: metadata["filetype"], ownerId: record.userId, uploadId: job.uploadId,
                                            contentSHA256: job.contentSHA256)
             try await uploads.setFile(uploadId: job.uploadId, fileId: file.id)
+            // The bytes are the stored file's now; a store that kept a copy (S3's assembled
+            // object) lets it go.
+            try? await uploadStore.remove(job.uploadId)
         } catch DomainError.forbiddenType {
             try await uploads.reject(uploadId: job.uploadId, code: UploadRejection.forbiddenType)
+            try? await uploadStore.remove(job.uploadId)
         }
     }
 

@@ -63,7 +63,14 @@ package struct ProcessingJobRunner: Service {
 
     private func claim() async -> LeasedJob? {
         do {
-            return try await jobs.claim(owner: owner, lease: lease, now: Date())
+            // Bounded, so that the runner stops when asked even if the database never answers;
+            // a claim that lands later leaves its job to be claimed again when its lease ends.
+            let jobs = jobs, owner = owner, lease = lease
+            guard let answered = try await answer(within: .seconds(30), { try await jobs.claim(owner: owner, lease: lease, now: Date()) }) else {
+                logger.error("claiming a processing job did not answer within 30 s")
+                return nil
+            }
+            return answered
         } catch {
             logger.error("claiming a processing job failed", metadata: ["error": "\(error)"])
             return nil

@@ -166,7 +166,7 @@ package struct UploadEngine: Sendable {
             throw DomainError.conflict("the upload moved on while this request waited for it")
         }
         let writer: any UploadAppender
-        do { writer = try await store.openForAppend(record.id, at: record.offset, lease: lease) } catch {
+        do { writer = try await store.openForAppend(record.id, at: record.offset, length: record.length, state: current.storeState, lease: lease) } catch {
             await locker.release(record.id, lease)
             throw error
         }
@@ -198,8 +198,13 @@ package struct UploadEngine: Sendable {
             let contentSHA256 = complete && record.offset == 0 ? checksum.flatMap { $0.algorithm.isSHA256 ? $0.expected.hexString : nil } : nil
             // The processing job is stored with the last offset: the pipeline runs off the
             // request, on whichever node takes the job; a crash before it ends leaves the job.
-            try await uploads.advance(id: record.id, to: offset, length: record.length, completedAt: complete ? Date() : nil,
-                                      processing: complete ? ProcessingJob(uploadId: record.id, contentSHA256: contentSHA256) : nil)
+            // Under this writer's fence: if another node took the upload over meanwhile, this
+            // request stores nothing and its bytes count for nothing.
+            guard try await uploads.advance(id: record.id, to: offset, length: record.length, completedAt: complete ? Date() : nil,
+                                            processing: complete ? ProcessingJob(uploadId: record.id, contentSHA256: contentSHA256) : nil,
+                                            storeState: writer.state, ifWriter: lease.fence) else {
+                throw DomainError.uploadTakenOver
+            }
             await writer.close()
             await locker.release(record.id, lease)
             if complete {

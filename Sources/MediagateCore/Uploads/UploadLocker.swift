@@ -45,6 +45,11 @@ package actor InProcessUploadLocker: UploadLocker {
 
     package func isCurrent(_ id: String, _ lease: WriterLease) -> Bool { holders[id] === lease }
 
+    /// Hands the upload from `lease` to `successor` (the same writer, with a fence).
+    func replace(_ id: String, _ lease: WriterLease, with successor: WriterLease) {
+        if holders[id] === lease { holders[id] = successor }
+    }
+
     /// Whether `lease` is still the upload's writer; if so, nobody takes the upload over until
     /// it calls ``release(_:_:)``.
     package func beginCommit(_ id: String, _ lease: WriterLease) -> Bool {
@@ -65,8 +70,63 @@ package actor InProcessUploadLocker: UploadLocker {
 /// already queued when the upload changed hands is dropped, not written over the new writer's.
 package final class WriterLease: Sendable {
     private let revoked = Atomic<Bool>(false)
+    /// The writer fence the database gave this writer (``FencedUploadLocker``), if any.
+    package let fence: Int64?
+
+    package init(fence: Int64? = nil) {
+        self.fence = fence
+    }
 
     package var isRevoked: Bool { revoked.load(ordering: .acquiring) }
 
     package func revoke() { revoked.store(true, ordering: .releasing) }
+}
+
+/// One writer per upload across every node that shares the database: the in-process locker
+/// for writers on this node, and a fence from the database for writers anywhere.
+///
+/// A new writer takes the upload over at once, wherever the previous one is: it raises the
+/// upload's `writer_fence`, and from then on the previous writer can store no offset (the
+/// database stores one only under the fence it was written under) and stops at its next
+/// check, before its next part. Nobody waits for a lock a dead node or a silent connection
+/// holds, so there is no 423 and no timeout to wait out (tusd's lockers answer a PATCH that
+/// finds another request holding the upload with 423 or ask it to let go and wait; across
+/// servers they need an external locker).
+package struct FencedUploadLocker: UploadLocker {
+    let local = InProcessUploadLocker()
+    let uploads: any UploadRepository
+
+    package init(uploads: any UploadRepository) {
+        self.uploads = uploads
+    }
+
+    package func acquire(_ id: String) async -> WriterLease {
+        // This node's previous writer first (revoked at once, its commit waited for), then
+        // every other node's, by the fence.
+        let here = await local.acquire(id)
+        guard let fence = try? await uploads.takeWriter(id: id) else { return here }
+        let lease = WriterLease(fence: fence)
+        await local.replace(id, here, with: lease)
+        return lease
+    }
+
+    package func isCurrent(_ id: String, _ lease: WriterLease) async -> Bool {
+        guard await local.isCurrent(id, lease) else { return false }
+        guard let fence = lease.fence else { return true }
+        return (try? await uploads.writerFence(id: id)) == fence
+    }
+
+    /// Also asks the database, just before the last bytes go out: a writer another node took
+    /// over must not send them (with S3, the upload's last part or its tail) over the new
+    /// writer's. The offset itself is stored only under the fence in any case.
+    package func beginCommit(_ id: String, _ lease: WriterLease) async -> Bool {
+        guard await local.beginCommit(id, lease) else { return false }
+        guard let fence = lease.fence, (try? await uploads.writerFence(id: id)) != fence else { return true }
+        await local.release(id, lease)
+        return false
+    }
+
+    package func release(_ id: String, _ lease: WriterLease) async {
+        await local.release(id, lease)
+    }
 }

@@ -32,9 +32,13 @@ package struct UploadSweeper: Service {
         await cancelWhenGracefulShutdown {
             var pass = 0
             while !Task.isCancelled {
-                _ = try? await sweep()
+                // Bounded (``answer(within:_:)``): the sweeper stops when asked even if the
+                // database never answers; an abandoned pass finishes or fails on its own.
+                let sweeper = self
+                _ = try? await answer(within: .seconds(120)) { try await sweeper.sweep() }
                 if pass % orphanPassEvery == 0 {
-                    let removed = (try? await collectOrphans(writtenBefore: Date().addingTimeInterval(-orphanGrace))) ?? 0
+                    let cutoff = Date().addingTimeInterval(-orphanGrace)
+                    let removed = ((try? await answer(within: .seconds(600)) { try await sweeper.collectOrphans(writtenBefore: cutoff) }) ?? nil) ?? 0
                     if removed > 0 { logger.info("orphaned blobs removed", metadata: ["count": "\(removed)"]) }
                 }
                 pass += 1
