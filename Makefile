@@ -58,6 +58,7 @@ bench:
 	Benchmarks/upload-throughput.py
 	Benchmarks/thumbnails.py
 	Benchmarks/s3-serving.py
+	Benchmarks/s3-upload.py
 	Benchmarks/cluster-thumbnails.py
 	Benchmarks/batch-upload.py
 	Benchmarks/soak.py
