@@ -118,7 +118,7 @@ package struct S3UploadStore: UploadStore {
                 let parts = try UploadParts(state).parts.map { S3Part(number: $0.number, etag: $0.etag, size: 0) }
                 if parts.isEmpty {
                     // An empty upload has no part, and S3 assembles no object from none.
-                    FileManager.default.createFile(atPath: path, contents: nil)
+                    _ = FileManager.default.createFile(atPath: path, contents: nil)
                     return path
                 }
                 try await client.completeMultipartUpload(key, uploadId: multipart, parts: parts)
