@@ -141,7 +141,9 @@ final class Readiness: Sendable {
         let repositories = repositories
         async let databasePasses = database.passes(within: timeout) { try await repositories.ping() }
         async let storagePasses = storage.passes(within: timeout) { [dataDirectory] in try await Self.writeProbe(in: dataDirectory) }
-        async let blobsPass = blobStore.passes(within: timeout) { [blobs] in try await blobs.checkReachable() }
+        // Blobs on disk are the data directory's, probed above: no third probe for them.
+        let remote = !(blobs is DiskBlobStore)
+        async let blobsPass = remote ? blobStore.passes(within: timeout) { [blobs] in try await blobs.checkReachable() } : true
         var failing: [String] = []
         if await !databasePasses { failing.append("database") }
         if await !storagePasses { failing.append("storage") }
