@@ -223,17 +223,23 @@ public struct ChatRouters {
         api.addRoutes(auth.authenticatedEndpoints, atPath: "auth")
         api.addRoutes(RoomController(rooms: services.rooms, users: services.users, access: access, broker: services.broker,
                                      signer: services.urlSigner, roomActions: limiters.roomActions).endpoints, atPath: "rooms")
-        let tus = TusController(engine: UploadEngine(
+        let uploadEngine = UploadEngine(
             uploads: services.uploads, store: services.uploadStore, locker: services.uploadLocker, policy: services.policy,
             rooms: services.rooms, files: services.fileStore, ingest: services.ingest, jobDoorbell: services.jobDoorbell,
             maxSize: configuration.maxUploadBytes, expiry: TimeInterval(configuration.uploadExpirySeconds),
-            durable: configuration.durableUploads))
+            durable: configuration.durableUploads)
+        let multipart = MultipartUploadController(files: services.scratchUploads, uploads: services.uploads,
+                                                  ingest: services.ingest, policy: services.policy,
+                                                  signer: services.urlSigner, maxBytes: configuration.maxMultipartBytes)
+        // One front for every upload endpoint: the IETF draft on any of them, by name.
+        let resumable = ResumableUploadFront(engine: uploadEngine, targets: [
+            MultipartUploadController.resumableTarget: .init(path: APIPath.uploadFile, maxBytes: multipart.maxBodyBytes,
+                                                             handler: multipart.upload),
+        ])
+        let tus = TusController(engine: uploadEngine)
         router.addRoutes(tus.publicEndpoints, atPath: "/api/uploads")
-        api.addRoutes(tus.endpoints, atPath: "uploads")
-        api.addRoutes(MultipartUploadController(files: services.scratchUploads, uploads: services.uploads,
-                                                ingest: services.ingest, policy: services.policy,
-                                                signer: services.urlSigner, maxBytes: configuration.maxMultipartBytes).endpoints,
-                      atPath: "upload-file")
+        api.addRoutes(tus.endpoints(resumable: resumable), atPath: "uploads")
+        api.addRoutes(multipart.endpoints(resumable: resumable), atPath: "upload-file")
         api.addRoutes(MessageController(access: access, messages: services.messages, reactions: services.reactions,
                                         service: messageService, maxPage: configuration.maxHistoryPage).endpoints, atPath: "messages")
         api.addRoutes(ReactionController(service: reactionService).endpoints, atPath: "reactions")

@@ -18,6 +18,14 @@ public final class APIConnection {
         _ method: String, _ path: String, headers: [(String, String)] = [],
         body: UnsafeRawBufferPointer? = nil, progress: ((Int) -> Bool)? = nil
     ) throws -> HTTPResponse {
+        try send(method, path, headers: headers, sending: .memory(body), progress: progress)
+    }
+
+    /// As above, with any body; `interim` hears informational responses as they arrive.
+    public func send(
+        _ method: String, _ path: String, headers: [(String, String)] = [], sending body: HTTPTransport.Body,
+        progress: ((Int) -> Bool)? = nil, interim: ((Int, [String: String]) -> Void)? = nil
+    ) throws -> HTTPResponse {
         let url = path.hasPrefix("http://") || path.hasPrefix("https://") ? path : server + path
         var token = auth?.accessToken
         for attempt in 0..<2 {
@@ -25,7 +33,7 @@ public final class APIConnection {
             if let token { all.append(("Authorization", "Bearer \(token)")) }
             let response: HTTPResponse
             do {
-                response = try transport.perform(method: method, url: url, headers: all, body: body, progress: progress)
+                response = try transport.perform(method: method, url: url, headers: all, sending: body, progress: progress, interim: interim)
             } catch {
                 throw error.isAbort ? ClientError.cancelled : ClientError.transport(error)
             }

@@ -61,6 +61,14 @@ public final class HTTPTransport {
         empty.deallocate()
     }
 
+    /// What a request carries.
+    public enum Body {
+        /// Bytes in memory that stay valid until the request returns; sent without a copy.
+        case memory(UnsafeRawBufferPointer?)
+        /// `count` bytes of an open file from `offset` on, read as they are sent (never held whole).
+        case file(descriptor: Int32, offset: Int, count: Int)
+    }
+
     /// Sends one request. `body` must stay valid until this returns; it is sent as it is.
     /// `progress` sees the bytes of `body` sent so far and may return false to abort.
     public func perform(
@@ -68,8 +76,18 @@ public final class HTTPTransport {
         body: UnsafeRawBufferPointer? = nil,
         progress: ((Int) -> Bool)? = nil
     ) throws(TransportError) -> HTTPResponse {
+        try perform(method: method, url: url, headers: headers, sending: .memory(body), progress: progress)
+    }
+
+    /// Sends one request with `sending` as its body. `interim` hears each informational
+    /// response (1xx but 100) as it arrives, with its headers (names lower-cased), even when the
+    /// exchange then fails: `104 Upload Resumption Supported` names the upload to resume.
+    public func perform(
+        method: String, url: String, headers: [(String, String)] = [], sending: Body,
+        progress: ((Int) -> Bool)? = nil, interim: ((Int, [String: String]) -> Void)? = nil
+    ) throws(TransportError) -> HTTPResponse {
         curl_easy_reset(handle)
-        let exchange = Exchange(maxBody: maxResponseBytes, progress: progress)
+        let exchange = Exchange(maxBody: maxResponseBytes, progress: progress, interim: interim)
         let context = Unmanaged.passUnretained(exchange).toOpaque()
 
         var list: UnsafeMutablePointer<curl_slist>?
@@ -95,10 +113,18 @@ public final class HTTPTransport {
             try check(mg_curl_set_pointer(handle, CURLOPT_XFERINFODATA, context))
         }
 
-        switch method {
-        case "GET": break
-        case "HEAD": try check(mg_curl_set_long(handle, CURLOPT_NOBODY, 1))
-        default:
+        switch (method, sending) {
+        case ("GET", _): break
+        case ("HEAD", _): try check(mg_curl_set_long(handle, CURLOPT_NOBODY, 1))
+        case (_, .file(let descriptor, let offset, let count)):
+            // libcurl asks for the body a buffer at a time; each is read from the file then.
+            exchange.file = (descriptor, offset, count)
+            try check(mg_curl_set_long(handle, CURLOPT_UPLOAD, 1))
+            try check(mg_curl_set_offset(handle, CURLOPT_INFILESIZE_LARGE, count))
+            try check(mg_curl_set_data_callback(handle, CURLOPT_READFUNCTION, Exchange.readFile))
+            try check(mg_curl_set_pointer(handle, CURLOPT_READDATA, context))
+            try check(mg_curl_set_pointer(handle, CURLOPT_CUSTOMREQUEST, method))
+        case (_, .memory(let body)):
             // The body goes out from the caller's memory, without a copy.
             let bytes = body ?? UnsafeRawBufferPointer(start: empty, count: 0)
             try check(mg_curl_set_offset(handle, CURLOPT_POSTFIELDSIZE_LARGE, bytes.count))
@@ -132,10 +158,32 @@ private final class Exchange {
     var body = Data()
     let maxBody: Int
     let progress: ((Int) -> Bool)?
+    let interim: ((Int, [String: String]) -> Void)?
+    /// The status of the response whose head is being read.
+    var status = 0
+    /// The request body's file, where it starts, and how many bytes it has; with the bytes read so far.
+    var file: (descriptor: Int32, offset: Int, count: Int)?
+    var sent = 0
 
-    init(maxBody: Int, progress: ((Int) -> Bool)?) {
+    init(maxBody: Int, progress: ((Int) -> Bool)?, interim: ((Int, [String: String]) -> Void)?) {
         self.maxBody = maxBody
         self.progress = progress
+        self.interim = interim
+    }
+
+    static let readFile: mg_curl_data_callback = { buffer, size, count, context in
+        let exchange = Unmanaged<Exchange>.fromOpaque(context!).takeUnretainedValue()
+        guard let file = exchange.file, let buffer else { return 0 }
+        let wanted = min(size * count, file.count - exchange.sent)
+        guard wanted > 0 else { return 0 }
+        while true {
+            let got = pread(file.descriptor, buffer, wanted, off_t(file.offset + exchange.sent))
+            if got < 0 && errno == EINTR { continue }
+            // A file that shrank or cannot be read: the transfer is aborted, not sent short.
+            guard got > 0 else { return size_t(CURL_READFUNC_ABORT) }
+            exchange.sent += got
+            return got
+        }
     }
 
     static let receiveBody: mg_curl_data_callback = { data, size, count, context in
@@ -155,6 +203,9 @@ private final class Exchange {
         let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
         if line.hasPrefix("HTTP/") {
             exchange.headers = [:] // a new response (after a 100 Continue, say) starts over
+            exchange.status = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        } else if line == "\r\n" || line == "\n" {
+            if (101..<200).contains(exchange.status) { exchange.interim?(exchange.status, exchange.headers) }
         } else if let colon = line.firstIndex(of: ":") {
             let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)

@@ -47,12 +47,8 @@ public final class ResumableUpload {
         created: (String) throws -> Void = { _ in },
         progress: @escaping (UploadProgress) -> Void = { _ in }
     ) throws -> String {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw AtomicFile.posixError("cannot open \(path)") }
-        defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else { throw AtomicFile.posixError("cannot stat \(path)") }
-        let size = Int(status.st_size)
+        let file = try ReadOnlyFile(path)
+        let (descriptor, size) = (file.descriptor, file.size)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, min(options.chunkSize, size)), alignment: 16)
         defer { buffer.deallocate() }
 
@@ -111,6 +107,25 @@ public final class ResumableUpload {
         }
         return done
     }
+}
+
+/// A file open for reading and its size when opened; closed when released.
+final class ReadOnlyFile {
+    let descriptor: Int32
+    let size: Int
+
+    init(_ path: String) throws {
+        descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw AtomicFile.posixError("cannot open \(path)") }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            close(descriptor)
+            throw AtomicFile.posixError("cannot stat \(path)")
+        }
+        size = Int(status.st_size)
+    }
+
+    deinit { close(descriptor) }
 }
 
 /// A flag one thread sets and others poll.

@@ -230,5 +230,8 @@ enum PostgresSchema {
             // What the upload store needs to find the stored offset's bytes (S3: parts' ETags).
             "ALTER TABLE uploads ADD COLUMN store_state TEXT",
         ]),
+        ("v4: where a resumable request's body goes once complete (SQLite's v10)", [
+            "ALTER TABLE uploads ADD COLUMN handoff TEXT",
+        ]),
     ]
 }

@@ -12,7 +12,7 @@ package struct PostgresUploadRepository: UploadRepository {
     let db: PostgresDatabase
     package init(_ db: PostgresDatabase) { self.db = db }
 
-    private static let columns = #"id, user_id, length, "offset", metadata, created_at, expires_at, completed_at, file_id, rejection, store_state"#
+    private static let columns = #"id, user_id, length, "offset", metadata, created_at, expires_at, completed_at, file_id, rejection, store_state, handoff"#
 
     package func create(_ record: UploadRecord, quota: Int64?, maxOpen: Int?) async throws -> UploadCreation {
         let logger = db.logger
@@ -32,9 +32,9 @@ package struct PostgresUploadRepository: UploadRepository {
                 if open >= maxOpen { return .tooManyOpen }
             }
             try await connection.query("""
-                INSERT INTO uploads (id, user_id, length, "offset", metadata, created_at, expires_at)
+                INSERT INTO uploads (id, user_id, length, "offset", metadata, created_at, expires_at, handoff)
                 VALUES (\(record.id), \(record.userId), \(record.length), \(record.offset), \(record.metadata),
-                        \(record.createdAt.seconds), \(record.expiresAt.seconds))
+                        \(record.createdAt.seconds), \(record.expiresAt.seconds), \(record.handoff?.json))
                 """, logger: logger)
             return .created
         }
@@ -42,12 +42,12 @@ package struct PostgresUploadRepository: UploadRepository {
 
     package func upload(id: String) async throws -> UploadRecord? {
         let rows = try await db.client.query("SELECT \(unescaped: Self.columns) FROM uploads WHERE id = \(id)", logger: db.logger)
-        for try await (id, user, length, offset, metadata, created, expires, completed, fileId, rejection, storeState)
-            in rows.decode((String, Int64, Int64?, Int64, String?, Double, Double, Double?, String?, String?, String?).self) {
+        for try await (id, user, length, offset, metadata, created, expires, completed, fileId, rejection, storeState, handoff)
+            in rows.decode((String, Int64, Int64?, Int64, String?, Double, Double, Double?, String?, String?, String?, String?).self) {
             return UploadRecord(id: id, userId: user, length: length, offset: offset, metadata: metadata,
                                 createdAt: Date(timeIntervalSince1970: created), expiresAt: Date(timeIntervalSince1970: expires),
                                 completedAt: completed.map(Date.init(timeIntervalSince1970:)), fileId: fileId, rejection: rejection,
-                                storeState: storeState)
+                                storeState: storeState, handoff: UploadHandoff(json: handoff))
         }
         return nil
     }

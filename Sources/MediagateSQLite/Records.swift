@@ -105,6 +105,7 @@ struct UploadRow: SnakeCaseRecord {
     var fileId: String?
     var rejection: String?
     var storeState: String?
+    var handoff: String?
 
     init(_ record: UploadRecord) {
         id = record.id
@@ -118,11 +119,13 @@ struct UploadRow: SnakeCaseRecord {
         fileId = record.fileId
         rejection = record.rejection
         storeState = record.storeState
+        handoff = record.handoff?.json
     }
 
     var record: UploadRecord {
         UploadRecord(id: id, userId: userId, length: length, offset: offset, metadata: metadata, createdAt: createdAt,
-                     expiresAt: expiresAt, completedAt: completedAt, fileId: fileId, rejection: rejection, storeState: storeState)
+                     expiresAt: expiresAt, completedAt: completedAt, fileId: fileId, rejection: rejection, storeState: storeState,
+                     handoff: UploadHandoff(json: handoff))
     }
 }
 

@@ -168,6 +168,9 @@ package struct SQLiteDatabase: Sendable {
             // What the upload store needs to find the stored offset's bytes (S3: parts' ETags).
             try db.execute(sql: "ALTER TABLE uploads ADD COLUMN store_state TEXT")
         }
+        migrator.registerMigration("v10: where a resumable request's body goes once complete") { db in
+            try db.execute(sql: "ALTER TABLE uploads ADD COLUMN handoff TEXT")
+        }
         return migrator
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import MediaPipeline
 import MediagateClient
+import MediagateWire
 import NIOPosix
 
 /// One `mediagate upload` run's shared parts, and the steps each file goes through:
@@ -24,7 +25,14 @@ struct BatchUpload: Sendable {
     /// Re-encoding asked for on the command line (none by default: files go up byte for byte).
     let preparation: ImagePreparation
     let options: ResumableUpload.Options
+    /// How the bytes go: tus, or the IETF draft at an interop version.
+    let wire: Wire
     let stallTimeout: Duration
+
+    enum Wire: Sendable {
+        case tus
+        case ietf(ResumableDraft.InteropVersion)
+    }
     /// Set once the login is gone: the files not yet started are not tried.
     let loginLost = CancellationFlag()
 
@@ -132,10 +140,19 @@ struct BatchUpload: Sendable {
             let url = try await threads.runIfActive {
                 let connection = APIConnection(server: auth.server, auth: auth)
                 connection.transport.stallTimeout = stallTimeout
-                return try ResumableUpload(client: TusClient(connection: connection), options: options).upload(
-                    path: payload.path, metadata: metadata, resuming: resuming,
-                    created: { url in try state.update(key, path: path) { $0.uploadURL = url } },
-                    progress: { reporter.progress(file, bytes: $0.bytes, total: $0.total) })
+                switch wire {
+                case .tus:
+                    return try ResumableUpload(client: TusClient(connection: connection), options: options).upload(
+                        path: payload.path, metadata: metadata, resuming: resuming,
+                        created: { url in try state.update(key, path: path) { $0.uploadURL = url } },
+                        progress: { reporter.progress(file, bytes: $0.bytes, total: $0.total) })
+                case .ietf(let version):
+                    // The URL is kept as soon as the server's 104 names it: a rerun after a kill resumes it.
+                    return try DraftUpload(connection: connection, options: .init(version: version, retry: options.retry)).upload(
+                        path: payload.path, filename: payload.filename, mimeType: payload.mimeType, resuming: resuming,
+                        created: { url in try? state.update(key, path: path) { $0.uploadURL = url } },
+                        progress: { reporter.progress(file, bytes: $0.bytes, total: $0.total) })
+                }
             }
             await uploadSlots.release()
             return url

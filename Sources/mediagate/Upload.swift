@@ -40,7 +40,16 @@ struct Upload: AsyncParsableCommand {
     @Option(help: "Files uploaded at the same time.")
     var concurrency = 3
 
-    @Option(help: "Bytes per PATCH request, e.g. 8MiB, 512KiB.")
+    @Option(name: .customLong("protocol"), help: """
+        How the bytes go: tus (checksummed chunks) or ietf (the IETF resumable-upload draft that \
+        iOS's URLSession speaks: the whole file in one request, resumed where the server has it).
+        """)
+    var wireProtocol = UploadProtocol.tus
+
+    @Option(help: "With --protocol ietf: the draft's interop version (3, 5, 6, 7 or 8).")
+    var interopVersion = 8
+
+    @Option(help: "Bytes per PATCH request, e.g. 8MiB, 512KiB (tus).")
     var chunkSize = ByteCount(8 << 20)
 
     @Option(help: "Per-chunk checksum: sha256, sha1, md5 or none.")
@@ -75,6 +84,9 @@ struct Upload: AsyncParsableCommand {
         guard (1...1000).contains(retries) else { throw ValidationError("--retries must be between 1 and 1000.") }
         guard stallTimeout >= 1, stallTimeout <= 3600 else { throw ValidationError("--stall-timeout must be between 1 and 3600 seconds.") }
         guard room > 0 else { throw ValidationError("--room must be a room id.") }
+        guard ResumableDraft.InteropVersion(rawValue: interopVersion) != nil else {
+            throw ValidationError("--interop-version must be one of \(ResumableDraft.supportedVersions).")
+        }
         if let maxDimension, !(16...65_535).contains(maxDimension) {
             throw ValidationError("--max-dimension must be between 16 and 65535.")
         }
@@ -138,6 +150,7 @@ struct Upload: AsyncParsableCommand {
             forbidden: Set(UploadDefaults.forbiddenMimeTypes),
             preparation: ImagePreparation(stripMetadata: stripMetadata, maxDimension: maxDimension, convertHEIC: convertHeic),
             options: ResumableUpload.Options(chunkSize: chunkSize.bytes, checksum: checksum, retry: retry),
+            wire: wireProtocol == .tus ? .tus : .ietf(ResumableDraft.InteropVersion(rawValue: interopVersion) ?? .v8),
             stallTimeout: .milliseconds(Int64(stallTimeout * 1000)))
 
         var counts = [BatchUpload.Outcome: Int]()
@@ -197,3 +210,8 @@ struct ByteCount: ExpressibleByArgument {
 }
 
 extension TusClient.Checksum: ExpressibleByArgument {}
+
+/// `--protocol`: how a file's bytes go to the server.
+enum UploadProtocol: String, ExpressibleByArgument, CaseIterable {
+    case tus, ietf
+}

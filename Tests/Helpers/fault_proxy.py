@@ -1,7 +1,7 @@
 """A TCP proxy that breaks connections on purpose, for the upload client's tests.
 
     fault_proxy.py LISTEN_PORT TARGET_PORT STATS_FILE [--seed N] [--cut P] [--stall P]
-                   [--stall-seconds S] [--rate BYTES_PER_SECOND] [--stall-at BYTES]
+                   [--stall-seconds S] [--rate BYTES_PER_SECOND] [--stall-at BYTES] [--cut-at BYTES]
 
 Each accepted connection, in order, draws its fate from a seeded random generator: with
 probability --cut it is cut (both sides closed abruptly) after a random 64 KiB-3 MiB sent
@@ -9,7 +9,8 @@ upstream; with probability --stall it goes silent after that much for --stall-se
 closed; otherwise it is left alone. The first connection is always cut, the second always
 stalls (when those probabilities are above zero), so every run has both. --rate slows the
 upstream direction. --stall-at stalls, once, whichever connection carries the proxy's total
-upstream past BYTES (a sure mid-transfer pause, whatever the timing). STATS_FILE gets {"connections", "cuts", "stalls", "upstream_bytes"} as JSON,
+upstream past BYTES (a sure mid-transfer pause, whatever the timing). --cut-at cuts every
+connection after exactly BYTES upstream (one that carries less is left alone). STATS_FILE gets {"connections", "cuts", "stalls", "upstream_bytes"} as JSON,
 rewritten as they change. Prints "ready" once listening. Stops on SIGTERM.
 """
 import argparse
@@ -63,6 +64,7 @@ async def main():
     parser.add_argument("--stall-seconds", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--stall-at", type=int, default=0)
+    parser.add_argument("--cut-at", type=int, default=0)
     options = parser.parse_args()
     fates = random.Random(options.seed)
     stall_at = {"pending": options.stall_at > 0}
@@ -91,6 +93,8 @@ async def main():
             fate = "stall"
         else:
             fate = "none"
+        if options.cut_at:
+            fate, after = "cut", options.cut_at
         try:
             server_reader, server_writer = await asyncio.open_connection("127.0.0.1", options.target)
         except OSError:

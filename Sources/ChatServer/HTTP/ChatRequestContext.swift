@@ -35,6 +35,11 @@ public struct AuthenticatedContext: ChildRequestContext {
     package let user: User
     /// The login the access token belongs to (nil for tokens older than the claim).
     public let session: String?
+    /// The connection, for interim responses (`104 Upload Resumption Supported`).
+    let channel: any Channel
+    /// Set when the request is one the resumable front rebuilt from a completed upload: its
+    /// start was counted (and its limits checked) when the upload was created.
+    var replaysResumableUpload = false
     public var maxUploadSize: Int { 64 * 1024 }
 
     public init(context: ChatRequestContext) throws {
@@ -42,5 +47,6 @@ public struct AuthenticatedContext: ChildRequestContext {
         coreContext = context.coreContext
         self.user = user
         session = context.session
+        channel = context.channel
     }
 }

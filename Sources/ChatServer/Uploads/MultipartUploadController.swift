@@ -19,9 +19,17 @@ struct MultipartUploadController: Sendable {
     let signer: URLSigner
     let maxBytes: Int
 
-    var endpoints: RouteCollection<AuthenticatedContext> {
+    /// The name the resumable front knows this endpoint by.
+    static let resumableTarget = "upload-file"
+
+    /// The largest body: the file and up to 64 KiB of multipart framing.
+    var maxBodyBytes: Int64 { Int64(maxBytes) + 64 * 1024 }
+
+    /// The route, behind `resumable`: the same request with the IETF draft's headers is stored
+    /// resumably first, then answered here exactly as if it had come in one piece.
+    func endpoints(resumable: ResumableUploadFront) -> RouteCollection<AuthenticatedContext> {
         let routes = RouteCollection(context: AuthenticatedContext.self)
-        routes.post(use: upload)
+        routes.post(use: resumable.creating(Self.resumableTarget, otherwise: upload))
         return routes
     }
 
@@ -30,7 +38,7 @@ struct MultipartUploadController: Sendable {
               let boundary = Self.boundary(in: contentType) else {
             throw APIError.unsupportedMediaType("send multipart/form-data with the file in the field \"file\"")
         }
-        try policy.checkStart(userId: context.user.id)
+        if !context.replaysResumableUpload { try policy.checkStart(userId: context.user.id) }
         // The file may be as large as the size limit or what is left of the quota, whichever is
         // less: refused before a byte is read when the client says how large the body is
         // (allowing 64 KiB for the multipart framing), cut off mid-stream otherwise.

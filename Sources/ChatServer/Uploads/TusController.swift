@@ -31,18 +31,22 @@ struct TusController: Sendable {
             headers[.tusExtension] = Self.extensions
             headers[.tusMaxSize] = String(engine.maxSize)
             headers[.tusChecksumAlgorithm] = ChunkChecksum.algorithms
+            // The IETF draft (interop 8) asks creation endpoints to say their limits here.
+            headers[.uploadLimit] = ResumableDraft.limitHeader(["max-size": engine.maxSize])
             return Response(status: .noContent, headers: headers)
         }
         return routes
     }
 
-    var endpoints: RouteCollection<AuthenticatedContext> {
+    /// The routes, with the IETF draft's requests (they name an interop version) taken by
+    /// `resumable` on the same URLs: creation here, offset, append and cancellation on an upload.
+    func endpoints(resumable: ResumableUploadFront) -> RouteCollection<AuthenticatedContext> {
         let routes = RouteCollection(context: AuthenticatedContext.self)
-        routes.post(use: create)
-        routes.head(":uploadId", use: status)
+        routes.post(use: resumable.creating(nil, otherwise: create))
+        routes.head(":uploadId", use: resumable.resource(otherwise: status))
         routes.get(":uploadId", use: result)
-        routes.patch(":uploadId", use: append)
-        routes.delete(":uploadId", use: terminate)
+        routes.patch(":uploadId", use: resumable.resource(otherwise: append))
+        routes.delete(":uploadId", use: resumable.resource(otherwise: terminate))
         return routes
     }
 

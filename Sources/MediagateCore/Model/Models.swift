@@ -124,9 +124,13 @@ package struct UploadRecord: Sendable, Equatable {
     /// What the upload store needs to find the stored offset's bytes (S3: the parts' ETags),
     /// stored with the offset so that both change together; nil for a store on disk.
     package var storeState: String?
+    /// Where the bytes go once complete, for an upload that is another request's body made
+    /// resumable (the IETF draft in front of an endpoint); nil for an upload the pipeline processes.
+    package var handoff: UploadHandoff?
 
     package init(id: String, userId: Int64, length: Int64?, offset: Int64, metadata: String?, createdAt: Date, expiresAt: Date,
-                 completedAt: Date? = nil, fileId: String? = nil, rejection: String? = nil, storeState: String? = nil) {
+                 completedAt: Date? = nil, fileId: String? = nil, rejection: String? = nil, storeState: String? = nil,
+                 handoff: UploadHandoff? = nil) {
         self.id = id
         self.userId = userId
         self.length = length
@@ -138,6 +142,35 @@ package struct UploadRecord: Sendable, Equatable {
         self.fileId = fileId
         self.rejection = rejection
         self.storeState = storeState
+        self.handoff = handoff
+    }
+}
+
+/// The request an upload completes: the endpoint that receives the whole body and the headers
+/// that describe it, as the client sent them when the upload began.
+package struct UploadHandoff: Codable, Sendable, Equatable {
+    /// The endpoint's name among those the resumable front serves (`upload-file`).
+    package var target: String
+    package var contentType: String?
+    package var contentDisposition: String?
+    /// The largest body the endpoint takes.
+    package var maxBytes: Int64
+
+    package init(target: String, contentType: String?, contentDisposition: String?, maxBytes: Int64) {
+        self.target = target
+        self.contentType = contentType
+        self.contentDisposition = contentDisposition
+        self.maxBytes = maxBytes
+    }
+
+    /// As stored in the upload's row.
+    package var json: String {
+        String(decoding: (try? JSONEncoder().encode(self)) ?? Data(), as: UTF8.self)
+    }
+
+    package init?(json: String?) {
+        guard let json, let handoff = try? JSONDecoder().decode(Self.self, from: Data(json.utf8)) else { return nil }
+        self = handoff
     }
 }
 

@@ -58,7 +58,10 @@ package struct UploadEngine: Sendable {
     /// A new upload of `length` bytes (nil: declared later), its `metadata` kept verbatim.
     /// Policy comes before bytes: a length past `maxSize` or the quota, a claimed `filetype`
     /// the policy forbids, or a `room_id` the user is not in is refused before anything is stored.
-    package func create(userId: Int64, length: Int64?, metadata: String?) async throws -> UploadRecord {
+    /// With a `handoff`, the completed upload goes to that request instead of the pipeline, and
+    /// may be at most as large as its endpoint takes.
+    package func create(userId: Int64, length: Int64?, metadata: String?, handoff: UploadHandoff? = nil) async throws -> UploadRecord {
+        let maxSize = largest(handoff)
         try policy.checkStart(userId: userId)
         if let length, length > maxSize { throw DomainError.tooLarge("the upload is larger than the maximum of \(maxSize) bytes") }
         let parsed = try UploadMetadata.parse(metadata)
@@ -74,7 +77,7 @@ package struct UploadEngine: Sendable {
         }
         let now = Date()
         let record = UploadRecord(id: RandomToken.make(), userId: userId, length: length, offset: 0, metadata: metadata,
-                                  createdAt: now, expiresAt: now.addingTimeInterval(expiry))
+                                  createdAt: now, expiresAt: now.addingTimeInterval(expiry), handoff: handoff)
         // The check above answers most refusals cheaply; this one, in the insert's transaction,
         // holds against creations racing each other.
         switch try await uploads.create(record, quota: policy.quotaBytes, maxOpen: policy.maxOpenUploads) {
@@ -125,7 +128,7 @@ package struct UploadEngine: Sendable {
     /// retrying a last append it never saw answered) changes nothing and returns its offset.
     package func append<Body: AsyncSequence & Sendable>(
         to record: UploadRecord, claimedOffset: Int64, declaredLength: Int64?, expectsBytes: Bool, body: Body,
-        checksum: Checksum?, logger: Logger
+        checksum: Checksum?, keepsPartialBody: Bool = false, logger: Logger
     ) async throws -> Int64 where Body.Element == ByteBuffer {
         var record = record
         guard claimedOffset == record.offset else {
@@ -138,18 +141,21 @@ package struct UploadEngine: Sendable {
         }
         if record.length == nil, let length = declaredLength {
             guard length >= record.offset else { throw DomainError.badInput("the length must not be below the current offset") }
+            let maxSize = largest(record.handoff)
             guard length <= maxSize else { throw DomainError.tooLarge("the upload is larger than the maximum of \(maxSize) bytes") }
             // The quota already counts what arrived; only the rest is new.
             try await checkQuota(adding: length - record.offset, userId: record.userId)
             try policy.checkDisk(adding: length - record.offset)
             record.length = length
         }
-        return try await receive(body, into: record, checksum: checksum, logger: logger)
+        return try await receive(body, into: record, checksum: checksum, keepsPartialBody: keepsPartialBody, logger: logger)
     }
 
     private func receive<Body: AsyncSequence & Sendable>(_ body: Body, into record: UploadRecord, checksum: Checksum?,
-                                                         logger: Logger) async throws -> Int64 where Body.Element == ByteBuffer {
+                                                         keepsPartialBody: Bool, logger: Logger) async throws -> Int64
+    where Body.Element == ByteBuffer {
         var checksum = checksum
+        let maxSize = largest(record.handoff)
         var limit = record.length ?? maxSize
         if record.length == nil, let room = try await policy.remaining(for: record.userId, in: uploads) {
             limit = min(limit, record.offset + room)
@@ -171,7 +177,19 @@ package struct UploadEngine: Sendable {
             throw error
         }
         do {
-            for try await chunk in body {
+            // With `keepsPartialBody`, a body that breaks off (a dropped connection) still
+            // counts for what arrived: it is made durable and its offset stored, so the client
+            // resumes from there. Not with a checksum, which only the whole chunk can meet.
+            var brokenOff: (any Error)?
+            var chunks = body.makeAsyncIterator()
+            while true {
+                let next: ByteBuffer?
+                do { next = try await chunks.next() } catch {
+                    guard keepsPartialBody, checksum == nil else { throw error }
+                    brokenOff = error
+                    break
+                }
+                guard let chunk = next else { break }
                 // Checked before a batch is written, so a writer that was taken over stops
                 // within a MiB; checking every socket read cost an actor hop per 64 KiB.
                 if writer.fillsBatch(adding: chunk.readableBytes), await !locker.isCurrent(record.id, lease) {
@@ -195,13 +213,15 @@ package struct UploadEngine: Sendable {
             let complete = record.length.map { offset == $0 } ?? false
             // A chunk that was the whole upload has a verified checksum that is the content's
             // hash when it is SHA-256: the pipeline need not read the file again for it.
+            // An upload with a handoff is not the pipeline's: its request takes the bytes.
+            let processing = complete && record.handoff == nil
             let contentSHA256 = complete && record.offset == 0 ? checksum.flatMap { $0.algorithm.isSHA256 ? $0.expected.hexString : nil } : nil
             // The processing job is stored with the last offset: the pipeline runs off the
             // request, on whichever node takes the job; a crash before it ends leaves the job.
             // Under this writer's fence: if another node took the upload over meanwhile, this
             // request stores nothing and its bytes count for nothing.
             guard try await uploads.advance(id: record.id, to: offset, length: record.length, completedAt: complete ? Date() : nil,
-                                            processing: complete ? ProcessingJob(uploadId: record.id, contentSHA256: contentSHA256) : nil,
+                                            processing: processing ? ProcessingJob(uploadId: record.id, contentSHA256: contentSHA256) : nil,
                                             storeState: writer.state, ifWriter: lease.fence) else {
                 throw DomainError.uploadTakenOver
             }
@@ -209,7 +229,11 @@ package struct UploadEngine: Sendable {
             await locker.release(record.id, lease)
             if complete {
                 logger.info("upload complete", metadata: ["upload": "\(record.id)", "bytes": "\(offset)"])
-                jobDoorbell.ring()
+                if processing { jobDoorbell.ring() }
+            }
+            if let brokenOff {
+                logger.info("upload body broke off; kept what arrived", metadata: ["upload": "\(record.id)", "offset": "\(offset)"])
+                throw brokenOff
             }
             return offset
         } catch {
@@ -221,6 +245,52 @@ package struct UploadEngine: Sendable {
         }
     }
 
+    /// Appends a body of any length as consecutive appends of at most `segmentBytes`, each
+    /// made durable and its offset stored before the next begins, keeping what arrived of a
+    /// body that breaks off: a long single request (the IETF draft's) loses at most one
+    /// segment to a crash or a dropped connection. `checkpoint` hears each offset stored while
+    /// more follows.
+    package func appendInSegments<Body: AsyncSequence & Sendable>(
+        to record: UploadRecord, claimedOffset: Int64, declaredLength: Int64?, body: Body, segmentBytes: Int64,
+        logger: Logger, checkpoint: (Int64) async throws -> Void
+    ) async throws -> Int64 where Body.Element == ByteBuffer {
+        let segments = BodySegments(body)
+        var record = record
+        var offset = claimedOffset
+        var declared = declaredLength
+        while true {
+            offset = try await append(to: record, claimedOffset: offset, declaredLength: declared, expectsBytes: true,
+                                      body: segments.next(segmentBytes), checksum: nil, keepsPartialBody: true, logger: logger)
+            if record.length == nil { record.length = declared }
+            declared = nil
+            record.offset = offset
+            guard try await segments.hasMore() else { return offset }
+            try await checkpoint(offset)
+        }
+    }
+
+    /// Ends an upload whose length was not declared where it stands: its length becomes its
+    /// offset, which completes it (an empty append that declares the length).
+    package func complete(_ record: UploadRecord, logger: Logger) async throws -> Int64 {
+        try await append(to: record, claimedOffset: record.offset, declaredLength: record.offset, expectsBytes: false,
+                         body: EmptyBody(), checksum: nil, logger: logger)
+    }
+
+    /// `userId`'s upload as a client about to resume it must see it: a request still writing it
+    /// is stopped first, so the offset answered is the one the next append must claim (the
+    /// draft's advice: a client asking for the offset has given the earlier request up).
+    package func uploadForResumption(id: String, userId: Int64) async throws -> UploadRecord {
+        _ = try await upload(id: id, userId: userId)
+        let lease = await locker.acquire(id)
+        await locker.release(id, lease)
+        return try await upload(id: id, userId: userId)
+    }
+
+    /// The bytes of a completed upload, on this node's disk (fetched first when they are elsewhere).
+    package func completedBytes(_ record: UploadRecord) async throws -> String {
+        try await store.localPath(record.id, state: record.storeState)
+    }
+
     // MARK: Termination
 
     /// Deletes the upload, its state and its bytes, stopping anyone still writing it.
@@ -229,6 +299,20 @@ package struct UploadEngine: Sendable {
         try await uploads.delete(id: record.id)
         try await store.remove(record.id)
         await locker.release(record.id, lease)
+    }
+
+    /// The largest upload: `maxSize`, or less for an endpoint that takes less.
+    package func largest(_ handoff: UploadHandoff?) -> Int64 {
+        min(handoff?.maxBytes ?? maxSize, maxSize)
+    }
+
+    /// A request body with nothing in it.
+    private struct EmptyBody: AsyncSequence, Sendable {
+        typealias Element = ByteBuffer
+        struct AsyncIterator: AsyncIteratorProtocol {
+            mutating func next() async throws -> ByteBuffer? { nil }
+        }
+        func makeAsyncIterator() -> AsyncIterator { AsyncIterator() }
     }
 
     /// Quota refusal when `bytes` more would take the user past it.
