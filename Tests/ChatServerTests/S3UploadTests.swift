@@ -142,4 +142,40 @@ struct S3UploadTests {
             #expect(try await Self.served(portA, id, token: token) == file.sha256)
         }
     }
+
+    @Test("the IETF draft on S3: one POST to node A cut after 2 s keeps what arrived (16 MiB commits, then the rest); node B resumes it by HEAD and PATCH")
+    func draftResumedOnAnotherNode() async throws {
+        try await Self.twoNodes("s3-draft") { portA, portB, token, _, _ in
+            let source = try await Self.fileOfRandomBytes(48 << 20)
+            // The whole file in one request, as URLSession sends it, slowed and cut by curl itself.
+            let cut = try await Tool.run("curl", ["-s", "--max-time", "2", "--limit-rate", "12M", "-o", "/dev/null", "-D", "-", "-X", "POST",
+                                                  "-T", source.path, "-H", "Authorization: Bearer \(token)", "-H", "Expect:",
+                                                  "-H", "Upload-Draft-Interop-Version: 8", "-H", "Upload-Complete: ?1",
+                                                  "-H", "Content-Disposition: inline; filename=\"big.bin\"",
+                                                  "http://127.0.0.1:\(portA)/api/uploads"])
+            let location = try #require(cut.stdout.split(whereSeparator: \.isNewline).first { $0.lowercased().hasPrefix("location:") }
+                .map { $0.split(separator: ":", maxSplits: 1)[1].trimmingCharacters(in: .whitespaces) }, "\(cut.stdout)")
+            #expect(cut.stdout.contains("104 Upload Resumption Supported"))
+            #expect(!cut.stdout.contains("HTTP/1.1 201"), "the request should have been cut: \(cut.stdout)")
+            try await Task.sleep(for: .milliseconds(300))
+            let draft = ["-H", "Authorization: Bearer \(token)", "-H", "Upload-Draft-Interop-Version: 8"]
+            let head = try await Tool.run("curl", ["-s", "-I"] + draft + ["http://127.0.0.1:\(portB)\(location)"])
+            let offset = try #require(head.stdout.split(whereSeparator: \.isNewline).first { $0.lowercased().hasPrefix("upload-offset:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }, "\(head.stdout)")
+            #expect(offset >= 16 << 20 && offset < 48 << 20, "a commit every 16 MiB and the rest kept: \(offset)")
+            #expect(head.stdout.lowercased().contains("upload-complete: ?0"))
+
+            let rest = try Fixtures.temporaryDirectory("draft-rest").appendingPathComponent("rest").path
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: source.path))
+            try handle.seek(toOffset: UInt64(offset))
+            try handle.readToEnd()!.write(to: URL(fileURLWithPath: rest))
+            try handle.close()
+            let finished = try await Tool.run("curl", ["-s", "-o", "-", "-D", "-", "-X", "PATCH", "-T", rest, "-H", "Expect:",
+                                                       "-H", "Upload-Complete: ?1", "-H", "Upload-Offset: \(offset)",
+                                                       "-H", "Content-Type: application/partial-upload"] + draft + ["http://127.0.0.1:\(portB)\(location)"])
+            #expect(finished.stdout.contains("HTTP/1.1 201") && finished.stdout.lowercased().contains("upload-complete: ?1"), "\(finished.stdout)")
+            let fileId = try await Self.fileId(portA, location, token: token)
+            #expect(try await Self.served(portA, fileId, token: token) == source.sha256)
+        }
+    }
 }
