@@ -110,6 +110,7 @@ def serve_and_upload(work):
         gps = subprocess.run(["exiftool", "-s3", "-gps:all", served_path], capture_output=True, text=True).stdout.strip()
         check(gps == "", f"the served photo still says where it was taken: {gps!r}")
         print(f"serve: sign-up, upload and download (without the photo's GPS) answered by the release binary on port {port}")
+        resumable_draft(port, token, work)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -119,6 +120,33 @@ def serve_and_upload(work):
             server.kill()
             server.wait()
             check(False, "the server did not stop within 30 s of SIGTERM")
+
+
+def resumable_draft(port, token, work):
+    """The IETF resumable-upload draft on the wire, every interop version, and the seed upload
+    cut at 40 % by a proxy and resumed (Tests/Helpers/resumable_draft_check.py)."""
+    status, body = curl("-H", "Content-Type: application/json", "-d",
+                        '{"username":"smoke2","password":"a long password"}', f"http://127.0.0.1:{port}/api/auth/signup")
+    check(status == 200, f"second signup answered {status}")
+    other = json.loads(body)["access_token"]
+    sample = os.path.join(ROOT, "samples/media/clip-h264.mp4")
+    cut = os.path.getsize(sample) * 2 // 5
+    proxy_port = free_port()
+    helpers = os.path.join(ROOT, "Tests/Helpers")
+    proxy = subprocess.Popen([sys.executable, os.path.join(helpers, "fault_proxy.py"), str(proxy_port), str(port),
+                              os.path.join(work, "proxy.json"), "--cut-at", str(cut), "--rate", "200000"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        proxy.stdout.readline()  # "ready"
+        result = subprocess.run([sys.executable, os.path.join(helpers, "resumable_draft_check.py"), str(port), token, other, sample,
+                                 os.path.join(work, "data", "chat.sqlite"), "--proxy-port", str(proxy_port), "--cut-at", str(cut)],
+                                capture_output=True, text=True, timeout=300)
+        check(result.returncode == 0, "the IETF draft checks failed:\n" + result.stdout[-3000:] + result.stderr[-1000:])
+        if result.returncode == 0:
+            print("serve: the IETF resumable-upload draft, interop 3, 5, 6, 7 and 8, and the seed upload cut and resumed")
+    finally:
+        proxy.terminate()
+        proxy.wait()
 
 
 def main():

@@ -31,8 +31,10 @@ struct TusController: Sendable {
             headers[.tusExtension] = Self.extensions
             headers[.tusMaxSize] = String(engine.maxSize)
             headers[.tusChecksumAlgorithm] = ChunkChecksum.algorithms
-            // The IETF draft (interop 8) asks creation endpoints to say their limits here.
+            // The IETF draft (interop 8) asks creation endpoints to say their limits and the
+            // append media types here.
             headers[.uploadLimit] = ResumableDraft.limitHeader(["max-size": engine.maxSize])
+            headers[.acceptPatch] = "\(ResumableDraft.partialUploadType), \(Tus.chunkContentType)"
             return Response(status: .noContent, headers: headers)
         }
         return routes
@@ -205,4 +207,5 @@ extension HTTPField.Name {
     static let uploadMetadata = Self(Tus.Header.metadata)!
     static let uploadChecksum = Self(Tus.Header.checksum)!
     static let uploadExpires = Self(Tus.Header.expires)!
+    static let acceptPatch = Self("Accept-Patch")!
 }
