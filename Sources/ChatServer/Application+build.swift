@@ -205,6 +205,8 @@ public struct ChatRouters {
         router.addRoutes(FileController(store: services.fileStore, tokens: services.tokens, signer: services.urlSigner,
                                         thumbnails: services.thumbnails, capabilityURLs: configuration.capabilityURLs).endpoints,
                          atPath: "/api/files")
+        // The web client at `/`, from files embedded in the binary.
+        WebClientController().addRoutes(to: router)
         router.add(middleware: JSONBodyMiddleware())
 
         let auth = AuthController(
