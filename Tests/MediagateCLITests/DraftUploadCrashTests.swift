@@ -38,7 +38,7 @@ struct DraftUploadCrashTests {
         client.environment = ["HOME": data, "XDG_STATE_HOME": data, "MEDIAGATE_CREDENTIALS": (data as NSString).appendingPathComponent("c.json")]
         // Events go to a file: a pipe nobody reads while the test polls could fill and stop the client.
         let eventsPath = (data as NSString).appendingPathComponent("events.jsonl")
-        FileManager.default.createFile(atPath: eventsPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: eventsPath, contents: nil)
         client.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: eventsPath))
         client.standardError = FileHandle.nullDevice
         try client.run()

@@ -61,7 +61,7 @@ struct ServeCommandTests {
         let data = try Fixtures.temporaryDirectory("json-logs").path
         let port = try Self.freePort()
         let log = (data as NSString).appendingPathComponent("server.log")
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: ExecutableTests.executable)
         process.arguments = ["serve", "--port", "\(port)", "--data-dir", data, "--log-format", "json"]
