@@ -270,13 +270,19 @@ struct S3StorageTests {
                 #expect(!FileManager.default.fileExists(atPath: configA.dataDirectory + "/files/" + String(try await Tool.text("sha256sum", [photoPath]).prefix(64))),
                         "the bytes are in the bucket, not in node A's files/")
 
+                // Whichever node took the processing job keeps a copy of the file it stored; B's
+                // is dropped (the cache checks the disk), so that B has none before the range.
+                let cacheB = configB.dataDirectory + "/blob-cache"
+                for entry in (try? FileManager.default.contentsOfDirectory(atPath: cacheB)) ?? [] {
+                    try FileManager.default.removeItem(atPath: cacheB + "/" + entry)
+                }
                 let out = try Fixtures.temporaryDirectory("curl").appendingPathComponent("part").path
                 let headers = try await Tool.text("curl", ["-s", "--max-time", "60", "-D", "-", "-o", out, "-H", "Authorization: Bearer \(alice.access)",
                                                            "-H", "Range: bytes=100-1099", "http://127.0.0.1:\(portB)/api/files/\(id)"])
                 #expect(headers.hasPrefix("HTTP/1.1 206"), "\(headers)")
                 #expect(headers.lowercased().contains("content-range: bytes 100-1099/\(photo.count)"), "\(headers)")
                 #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == photo[100..<1100])
-                #expect(try FileManager.default.contentsOfDirectory(atPath: configB.dataDirectory + "/blob-cache").isEmpty,
+                #expect(try FileManager.default.contentsOfDirectory(atPath: cacheB).isEmpty,
                         "a range is streamed from S3, not fetched whole")
                 let whole = try await Tool.text("curl", ["-s", "--max-time", "60", "-o", out, "-w", "%{http_code}", "-H", "Authorization: Bearer \(alice.access)",
                                                          "http://127.0.0.1:\(portB)/api/files/\(id)"])
