@@ -1,6 +1,6 @@
 """What the benchmark scripts share: starting and stopping `mediagate serve` and its peers on
 127.0.0.1, JSON calls, and reading a process's CPU time and memory from /proc."""
-import contextlib, json, os, signal, socket, subprocess, textwrap, time, urllib.request
+import contextlib, hashlib, json, os, signal, socket, subprocess, textwrap, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.environ.get("MEDIAGATE", os.path.join(ROOT, ".build/release/mediagate"))
@@ -194,3 +194,19 @@ def percentile(values, fraction):
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def random_source(size):
+    """Benchmarks/corpus/upload-<MiB>m.bin, `size` random bytes (made once), and its SHA-256;
+    reading it for the hash also warms the page cache for every contender."""
+    corpus = os.path.join(ROOT, "Benchmarks/corpus")
+    os.makedirs(corpus, exist_ok=True)
+    source = os.path.join(corpus, f"upload-{size >> 20}m.bin")
+    if not os.path.exists(source) or os.path.getsize(source) != size:
+        print(f"making {size >> 20} MiB of random bytes...")
+        subprocess.run(f"head -c {size} /dev/urandom > '{source}'", shell=True, check=True)
+    digest = hashlib.sha256()
+    with open(source, "rb") as f:
+        while (block := f.read(8 << 20)):
+            digest.update(block)
+    return source, digest.hexdigest()

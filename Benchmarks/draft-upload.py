@@ -18,13 +18,12 @@ SHA-256 is the source's. The table shows best and median; the ratios use the bes
 
 Needs: curl, and the release build (made if missing).
 """
-import hashlib, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
-from benchlib import ROOT, BINARY, SendfileTusClient, call, ensure_release_build, mediagate, register
+from benchlib import random_source, ROOT, BINARY, SendfileTusClient, call, ensure_release_build, mediagate, register
 
 SIZE = int(os.environ.get("SIZE_MIB", 1024)) << 20
 ROUNDS = int(os.environ.get("ROUNDS", 3))
-CORPUS = os.path.join(ROOT, "Benchmarks/corpus")
 
 
 def stored_sha(base, token, location):
@@ -85,17 +84,9 @@ class Run:
 
 def main():
     ensure_release_build()
-    os.makedirs(CORPUS, exist_ok=True)
-    source = os.path.join(CORPUS, f"upload-{SIZE >> 20}m.bin")
-    if not os.path.exists(source) or os.path.getsize(source) != SIZE:
-        print(f"making {SIZE >> 20} MiB of random bytes...")
-        subprocess.run(f"head -c {SIZE} /dev/urandom > '{source}'", shell=True, check=True)
-    digest = hashlib.sha256()
-    with open(source, "rb") as f:
-        while (block := f.read(8 << 20)):
-            digest.update(block)
+    source, source_sha = random_source(SIZE)
     work = tempfile.mkdtemp(prefix=".draft-bench-", dir=os.path.join(ROOT, "Benchmarks"))
-    run = Run(source, digest.hexdigest(), work)
+    run = Run(source, source_sha, work)
     contenders = {
         "tus, sendfile client, 8 MiB PATCHes": run.tus_sendfile,
         "draft interop 8, curl -T, one POST": run.draft_curl,

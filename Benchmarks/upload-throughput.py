@@ -26,14 +26,13 @@ rows compare how fast each server moves bytes from the socket into the page cach
 Needs: scripts/install-deps.sh --bench (nginx-light, curl, tuspy, tuspyserver, uvicorn[standard]).
 The work directory is made under Benchmarks/ (on the repository's disk, not a tmpfs).
 """
-import hashlib, os, shutil, statistics, subprocess, sys, tempfile, textwrap, time
+import os, shutil, statistics, subprocess, sys, tempfile, textwrap, time
 
-from benchlib import ROOT, SendfileTusClient, call, ensure_release_build, free_port, memory_mib, mediagate, nginx, register, running
+from benchlib import random_source, ROOT, SendfileTusClient, call, ensure_release_build, free_port, memory_mib, mediagate, nginx, register, running
 
 SIZE = int(os.environ.get("SIZE_MIB", 1024)) << 20
 CHUNKS = [8 << 20, 64 << 20]
 ROUNDS = int(os.environ.get("ROUNDS", 3))
-CORPUS = os.path.join(ROOT, "Benchmarks/corpus")
 
 
 def rate(seconds):
@@ -140,17 +139,9 @@ class Contenders:
 
 def main():
     ensure_release_build()
-    os.makedirs(CORPUS, exist_ok=True)
-    source = os.path.join(CORPUS, f"upload-{SIZE >> 20}m.bin")
-    if not os.path.exists(source) or os.path.getsize(source) != SIZE:
-        print(f"making {SIZE >> 20} MiB of random bytes...")
-        subprocess.run(f"head -c {SIZE} /dev/urandom > '{source}'", shell=True, check=True)
-    digest = hashlib.sha256()
-    with open(source, "rb") as f:  # also warms the page cache for everyone
-        while (block := f.read(8 << 20)):
-            digest.update(block)
+    source, source_sha = random_source(SIZE)
     work = tempfile.mkdtemp(prefix=".upload-bench-", dir=os.path.join(ROOT, "Benchmarks"))
-    run = Contenders(source, digest.hexdigest(), work)
+    run = Contenders(source, source_sha, work)
     small, large = CHUNKS
     contenders = {
         "dd conv=fdatasync": run.dd,

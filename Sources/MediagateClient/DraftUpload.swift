@@ -121,14 +121,14 @@ public final class DraftUpload {
                 guard status == ResumableDraft.resumptionSupported, location == nil,
                       fields[ResumableDraft.Header.interopVersion.lowercased()] == String(version.rawValue),
                       let named = fields["location"] else { return }
-                let absolute = Self.absolute(named, against: endpoint)
+                let absolute = TusClient.absolute(named, against: endpoint)
                 location = absolute
                 announced(absolute)
             })
         if response.status == 404 || response.status == 410 { throw ClientError.uploadGone(status: response.status) }
         if response.status == 409 { return nil }
         guard (200..<300).contains(response.status) else { throw ClientError.from(response) }
-        guard let done = location ?? response["Location"].map({ Self.absolute($0, against: endpoint) }) else {
+        guard let done = location ?? response["Location"].map({ TusClient.absolute($0, against: endpoint) }) else {
             throw ClientError.protocolViolation("\(method) answered \(response.status) without naming the upload")
         }
         return done
@@ -158,13 +158,5 @@ public final class DraftUpload {
         let plain = String(filename.unicodeScalars.map { $0.isASCII && $0 != "\"" && $0 != "\\" && $0.value >= 0x20 ? Character($0) : "_" })
         let encoded = filename.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? plain
         return "inline; filename=\"\(plain)\"; filename*=UTF-8''\(encoded)"
-    }
-
-    static func absolute(_ location: String, against endpoint: String) -> String {
-        if location.hasPrefix("http://") || location.hasPrefix("https://") { return location }
-        guard location.hasPrefix("/"), let url = URL(string: endpoint), let scheme = url.scheme, let host = url.host else {
-            return endpoint + "/" + location
-        }
-        return "\(scheme)://\(host)" + (url.port.map { ":\($0)" } ?? "") + location
     }
 }

@@ -83,11 +83,15 @@ public final class TusClient {
     }
 
     private func absolute(_ location: String) -> String {
+        Self.absolute(location, against: endpoint)
+    }
+
+    /// A `Location` header made absolute against the endpoint that answered it.
+    static func absolute(_ location: String, against endpoint: String) -> String {
         if location.hasPrefix("http://") || location.hasPrefix("https://") { return location }
-        guard location.hasPrefix("/"), let origin = URL(string: endpoint).flatMap({ url -> String? in
-            guard let scheme = url.scheme, let host = url.host else { return nil }
-            return "\(scheme)://\(host)" + (url.port.map { ":\($0)" } ?? "")
-        }) else { return endpoint + "/" + location }
-        return origin + location
+        guard location.hasPrefix("/"), let url = URL(string: endpoint), let scheme = url.scheme, let host = url.host else {
+            return endpoint + "/" + location
+        }
+        return "\(scheme)://\(host)" + (url.port.map { ":\($0)" } ?? "") + location
     }
 }

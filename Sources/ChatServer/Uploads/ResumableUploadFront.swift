@@ -47,7 +47,7 @@ struct ResumableUploadFront: Sendable {
             // A version this server does not speak gets no 104 (the draft forbids it): the
             // request is then an ordinary one.
             guard let version = try? Self.version(of: request),
-                  let complete = version.claimsComplete(headerValue: { request.headers[HTTPField.Name($0)!] }) else {
+                  let complete = Self.claimedCompleteness(request, version) else {
                 return try await handler(request, context)
             }
             return try await answering(version, offset: nil) {
@@ -80,7 +80,7 @@ struct ResumableUploadFront: Sendable {
         guard request.headers[.uploadOffset] == nil else {
             throw APIError.badRequest("an upload creation carries no Upload-Offset")
         }
-        var length = try declaredLength(request)
+        var length = declaredLength(request)
         let contentLength = request.headers[.contentLength].flatMap(Int64.init)
         if complete, let contentLength {
             // The whole representation in this request: its length is the body's.
@@ -139,7 +139,7 @@ struct ResumableUploadFront: Sendable {
         }
         guard let claimed else { throw APIError.badRequest("Upload-Offset must be a non-negative integer") }
         // Interop 3 leaves the header out of the append that ends the upload.
-        guard let complete = version.claimsComplete(headerValue: { request.headers[HTTPField.Name($0)!] }) ?? (version.saysIncomplete ? true : nil) else {
+        guard let complete = Self.claimedCompleteness(request, version) ?? (version.saysIncomplete ? true : nil) else {
             throw APIError.badRequest("\(ResumableDraft.Header.complete) must be ?1 or ?0")
         }
         let record = try await owned(context)
@@ -151,7 +151,7 @@ struct ResumableUploadFront: Sendable {
             guard complete, !hasBody, claimed == record.offset else { throw completedUpload(version) }
             return try await finish(record.id, request: request, context: context, version: version)
         }
-        var length = try declaredLength(request)
+        var length = declaredLength(request)
         if complete, let contentLength = request.headers[.contentLength].flatMap(Int64.init) {
             if let length, length != claimed + contentLength { throw inconsistentLength(version) }
             length = claimed + contentLength
@@ -211,14 +211,13 @@ struct ResumableUploadFront: Sendable {
             _ = try await engine.complete(record, logger: context.logger)
             record = try await engine.upload(id: id, userId: context.user.id)
         }
-        let complete = version.completeness(true)
         guard let handoff = record.handoff else {
             // A file for the pipeline: the answer says where to follow its processing, as tus's
             // `GET /api/uploads/<id>` does.
             var response = try TusController.json(["upload_id": record.id, "status": UploadStatusJSON.processing], status: .created)
             response.headers[.location] = APIPath.upload(record.id)
             response.headers[.uploadOffset] = String(record.offset)
-            response.headers[HTTPField.Name(complete.name)!] = complete.value
+            response.headers.setCompleteness(true, version)
             return response
         }
         guard let target = targets[handoff.target] else {
@@ -235,12 +234,12 @@ struct ResumableUploadFront: Sendable {
                 // The endpoint refused the body: sending it again would not change that.
                 try? await engine.terminate(record)
             }
-            refusal.headers[HTTPField.Name(complete.name)!] = complete.value
+            refusal.headers.setCompleteness(true, version)
             throw refusal
         }
         // Answered: the resource has done its work (the draft lets it go at once).
         try? await engine.terminate(record)
-        response.headers[HTTPField.Name(complete.name)!] = complete.value
+        response.headers.setCompleteness(true, version)
         return response
     }
 
@@ -286,8 +285,7 @@ struct ResumableUploadFront: Sendable {
             return try await work()
         } catch DomainError.offsetMismatch(let current, let message) {
             var headers: HTTPFields = [.uploadOffset: String(current)]
-            let incomplete = version.completeness(false)
-            headers[HTTPField.Name(incomplete.name)!] = incomplete.value
+            headers.setCompleteness(false, version)
             guard version.usesProblemTypes else { throw APIError(.conflict, code: "offset_mismatch", message, headers: headers) }
             var problem: [String: JSONValue] = [
                 "type": .string(ResumableDraft.Problem.mismatchingOffset),
@@ -329,8 +327,7 @@ struct ResumableUploadFront: Sendable {
     /// Completeness, limits and no caching: what every answer about the resource says.
     private func stateHeaders(_ record: UploadRecord, version: Version) -> HTTPFields {
         var headers: HTTPFields = [.cacheControl: "no-store"]
-        let completeness = version.completeness(record.completedAt != nil)
-        headers[HTTPField.Name(completeness.name)!] = completeness.value
+        headers.setCompleteness(record.completedAt != nil, version)
         if version.announcesLimits { headers[.uploadLimit] = limits(record, version: version) }
         return headers
     }
@@ -354,8 +351,13 @@ struct ResumableUploadFront: Sendable {
         return version
     }
 
+    /// What the request says of completeness in `version`'s header, if anything.
+    private static func claimedCompleteness(_ request: Request, _ version: Version) -> Bool? {
+        version.claimsComplete { request.headers[HTTPField.Name($0)!] }
+    }
+
     /// `Upload-Length`, if sent; a value that is not a non-negative integer is ignored, as the draft asks.
-    private func declaredLength(_ request: Request) throws -> Int64? {
+    private func declaredLength(_ request: Request) -> Int64? {
         request.headers[.uploadLength].flatMap(ResumableDraft.integer)
     }
 
@@ -411,6 +413,14 @@ struct ResumableUploadFront: Sendable {
     /// `mediagate_upload_bytes_total{protocol="ietf"}`.
     private static func countBytes(_ bytes: Int64) {
         if bytes > 0 { Counter(label: "mediagate_upload_bytes_total", dimensions: [("protocol", "ietf")]).increment(by: Int(bytes)) }
+    }
+}
+
+extension HTTPFields {
+    /// The completeness header as `version` writes it (`Upload-Incomplete` in interop 3).
+    mutating func setCompleteness(_ complete: Bool, _ version: ResumableDraft.InteropVersion) {
+        let field = version.completeness(complete)
+        self[HTTPField.Name(field.name)!] = field.value
     }
 }
 
