@@ -10,7 +10,8 @@ closed; otherwise it is left alone. The first connection is always cut, the seco
 stalls (when those probabilities are above zero), so every run has both. --rate slows the
 upstream direction. --stall-at stalls, once, whichever connection carries the proxy's total
 upstream past BYTES (a sure mid-transfer pause, whatever the timing). --cut-at cuts every
-connection after exactly BYTES upstream (one that carries less is left alone). STATS_FILE gets {"connections", "cuts", "stalls", "upstream_bytes"} as JSON,
+connection after exactly BYTES upstream (one that carries less is left alone), and not before the
+server has answered something (an interim response) on it. STATS_FILE gets {"connections", "cuts", "stalls", "upstream_bytes"} as JSON,
 rewritten as they change. Prints "ready" once listening. Stops on SIGTERM.
 """
 import argparse
@@ -100,11 +101,19 @@ async def main():
         except OSError:
             client_writer.close()
             return
-        downstream = asyncio.ensure_future(pipe(server_reader, client_writer))
+        answered = asyncio.Event()
+        downstream = asyncio.ensure_future(pipe(server_reader, client_writer, on_bytes=lambda n: answered.set()))
         try:
             limit = None if fate == "none" else after
             stop = reached_stall_point if fate == "none" else None
             hit = await pipe(client_reader, server_writer, limit, count, options.rate or None, stop)
+            if hit and options.cut_at:
+                # The cut lands after the server's first answer (a 104) has reached the client,
+                # however slow the server is to send it: a cut before it tests nothing.
+                try:
+                    await asyncio.wait_for(answered.wait(), 60)
+                except asyncio.TimeoutError:
+                    pass
             if hit and fate == "none":
                 fate = "stall"
             if hit and fate == "stall":
